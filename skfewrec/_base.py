@@ -1,0 +1,182 @@
+"""What every skfewrec recommender shares: input checks, recommend, decision_function, score."""
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.frozen import FrozenEstimator
+
+from ._compat import check_is_fitted, validate_data
+from ._topk import DEFAULT_BLOCK_BYTES, chunked_topk, restrict_items
+from ._validation import check_interactions
+
+
+def validate_interactions(estimator, X, *, reset, name="X"):
+    """sklearn's ``validate_data`` bookkeeping, then skfewrec's interaction checks.
+
+    Returns a canonical float32 CSR matrix. ``reset=True`` records
+    ``n_features_in_`` (the catalogue size); ``reset=False`` checks against it.
+    """
+    # our own checks first: their messages say how to fix the input
+    X = check_interactions(X, name=name)
+    try:
+        X = validate_data(
+            estimator, X, accept_sparse="csr", dtype=[np.float32, np.float64], reset=reset
+        )
+    except ValueError as exc:
+        if "features" in str(exc):
+            raise ValueError(
+                f"{exc} Each column of {name} is an item of the fitted catalogue; encode "
+                "new users with the item ids used at fit time (InteractionEncoder.transform)."
+            ) from None
+        raise
+    return sp.csr_matrix(X, dtype=np.float32)
+
+
+def fit_factor_source(factors, X, default):
+    """Fit (or reuse) the factor source of an adapter.
+
+    A :class:`~sklearn.frozen.FrozenEstimator` is used as it is (not refitted);
+    None means ``default``; anything else is cloned and fitted on ``X``.
+    """
+    source = default if factors is None else factors
+    if isinstance(source, FrozenEstimator):
+        check_is_fitted(source.estimator)
+        est = source.estimator
+    else:
+        est = clone(source).fit(X)
+    for attr in ("item_factors_", "regularization", "confidence_scale"):
+        if not hasattr(est, attr):
+            raise TypeError(
+                f"factors must provide {attr!r} (an ALSFactors, or a FrozenEstimator "
+                f"wrapping one); got {type(est).__name__}."
+            )
+    n_items = est.item_factors_.shape[0]
+    if n_items != X.shape[1]:
+        raise ValueError(
+            f"The factor source has {n_items} items but X has {X.shape[1]} columns; the "
+            "prefit factors must cover exactly the catalogue of X."
+        )
+    return est
+
+
+class RecommenderMixin:
+    """``recommend``, ``decision_function`` and ``score`` for skfewrec recommenders.
+
+    A subclass implements ``_scorer(X, columns)``: given validated CSR
+    interactions and the item indices to score (None: every item), it returns
+    ``score_block(start, stop)`` giving the float32 scores of users ``start:stop``.
+    """
+
+    #: bytes of float32 scores held at once while ranking
+    _block_bytes = DEFAULT_BLOCK_BYTES
+
+    def _validate_users(self, X):
+        check_is_fitted(self)
+        return validate_interactions(self, X, reset=False)
+
+    def recommend(self, X, k=10, *, filter_seen=True, items=None, exclude=None):
+        """Top-k items for each user (row) of ``X``, best first.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_users, n_items)
+            The users' known interactions (their support, or shots). A row without
+            interactions gets the model's answer for an unknown user.
+        k : int, default=10
+            Number of items per user; at most the number of rankable items.
+        filter_seen : bool, default=True
+            Never recommend an item the user already has in ``X``.
+        items : array-like of int, default=None
+            Allow-list: rank only these item indices.
+        exclude : array-like of int, default=None
+            Deny-list: never recommend these item indices.
+
+        Returns
+        -------
+        ids : ndarray of shape (n_users, k), int64
+            Item indices, best first. -1 marks an empty slot when fewer than k
+            items remain for a user after filtering.
+        scores : ndarray of shape (n_users, k), float32
+            Their scores (-inf for empty slots).
+        """
+        X = self._validate_users(X)
+        n_items = X.shape[1]
+        seen = X if filter_seen else None
+        columns, seen, exclude_pos = restrict_items(seen, items, exclude, n_items)
+        n_cols = n_items if columns is None else columns.size
+        ids, scores = chunked_topk(
+            self._scorer(X, columns),
+            X.shape[0],
+            n_cols,
+            k,
+            seen=seen,
+            exclude=exclude_pos,
+            n_jobs=getattr(self, "n_jobs", None),
+            block_bytes=self._block_bytes,
+        )
+        if columns is not None:
+            ids = np.where(ids >= 0, columns[np.maximum(ids, 0)], -1)
+        return ids, scores
+
+    def decision_function(self, X):
+        """Scores of every item for every user (dense; for small catalogues and tests).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_users, n_items)
+            The users' known interactions.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_users, n_items), float32
+            Higher is better. Seen items are not filtered.
+        """
+        X = self._validate_users(X)
+        return np.asarray(self._scorer(X, None)(0, X.shape[0]), dtype=np.float32)
+
+    def score(self, X, y=None, *, k=20, n_shots=5):
+        """Mean NDCG@k of the few-shot protocol.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_users, n_items)
+            With ``y``: the support (shots). Without: whole rows, each split into
+            ``n_shots`` random support items and the rest as query (seeded, so
+            the score is deterministic); rows with fewer than ``n_shots + 1``
+            interactions are left out.
+        y : {array-like, sparse matrix} of shape (n_users, n_items), default=None
+            The query: the held-out interactions to find.
+        k : int, default=20
+            Cut-off of the ranking.
+        n_shots : int, default=5
+            Support size when ``y`` is None.
+
+        Returns
+        -------
+        score : float
+            Mean NDCG@k over users with a non-empty query.
+        """
+        from .model_selection import make_fewshot_scorer
+
+        return make_fewshot_scorer("ndcg", k=k, n_shots=n_shots)(self, X, y)
+
+
+class FactorRecommenderMixin(RecommenderMixin):
+    """Scoring for recommenders that map users to vectors: ``transform(X) @ items.T``.
+
+    A subclass provides ``transform`` and ``item_factors_``. ``_user_vectors``
+    may be overridden to skip re-validation.
+    """
+
+    def _user_vectors(self, X):
+        return self.transform(X)
+
+    def _scorer(self, X, columns):
+        U = np.ascontiguousarray(self._user_vectors(X), dtype=np.float32)
+        V = self.item_factors_ if columns is None else self.item_factors_[columns]
+        Vt = np.ascontiguousarray(V.T, dtype=np.float32)
+
+        def score_block(start, stop):
+            return U[start:stop] @ Vt
+
+        return score_block

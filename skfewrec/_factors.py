@@ -1,0 +1,314 @@
+"""ALSFactors: item factors pretrained with implicit's CPU ALS on the warm population."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from threadpoolctl import threadpool_limits
+
+from ._compat import Interval, _fit_context, check_is_fitted
+from ._solvers import shared_system, solve_users
+from ._topk import effective_n_jobs
+from ._validation import check_interactions
+
+
+def implicit_coefficients(data, confidence_scale):
+    """Per-shot (d, t) of implicit's convention: c = scale * r, d = c - 1, t = c.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._factors import implicit_coefficients
+    >>> implicit_coefficients(np.array([1.0, 2.0]), 3.0)
+    (array([2., 5.]), array([3., 6.]))
+    """
+    c = confidence_scale * np.asarray(data, dtype=np.float64)
+    return c - 1.0, c
+
+
+def _new_implicit_model(n_components, regularization, confidence_scale, max_iter, use_cg,
+                        random_state, num_threads):
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    # implicit warns when BLAS is multi-threaded, as its own threads do the work
+    with threadpool_limits(1, user_api="blas"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*BLAS.*", category=RuntimeWarning)
+        return AlternatingLeastSquares(
+            factors=n_components,
+            regularization=regularization,
+            alpha=confidence_scale,
+            iterations=max_iter,
+            use_cg=use_cg,
+            random_state=random_state,
+            num_threads=num_threads,
+        )
+
+
+class ALSFactors(TransformerMixin, BaseEstimator):
+    """Item and warm-user factors learned with implicit's CPU alternating least squares.
+
+    The pretrainer of every skfewrec adapter: it factorises the warm users'
+    interactions with :class:`implicit.cpu.als.AlternatingLeastSquares`, then
+    recomputes every warm user's vector exactly against the final item factors,
+    so that ``user_factors_`` is what the closed-form fold-in gives for the same
+    rows. ``transform`` folds in new users (rows) with the item factors fixed.
+
+    Confidences follow implicit: ``c = confidence_scale * x`` for each
+    interaction ``x``, weight 1 for every other item.
+
+    Parameters
+    ----------
+    n_components : int, default=64
+        Number of latent factors.
+    regularization : float, default=0.01
+        L2 regularisation of user and item factors (implicit's ``regularization``).
+    confidence_scale : float, default=1.0
+        Multiplies every interaction value to give its confidence
+        (implicit's ``alpha``).
+    max_iter : int, default=15
+        Number of ALS sweeps.
+    use_cg : bool, default=True
+        Use implicit's conjugate-gradient solver during training (faster, inexact
+        per sweep); False uses its exact Cholesky solver.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial factors.
+    n_jobs : int, default=None
+        Threads for implicit and BLAS. None: one thread for BLAS and every core
+        for implicit's own parallel loops (its default); -1: every core.
+    show_progress : bool, default=False
+        Show implicit's progress bar while training.
+
+    Attributes
+    ----------
+    item_factors_ : ndarray of shape (n_items, n_components), float32
+    user_factors_ : ndarray of shape (n_users, n_components), float32
+        Exact fold-ins of the training rows against ``item_factors_``.
+    n_features_in_ : int
+        The catalogue size (number of columns of ``X``).
+
+    See Also
+    --------
+    ClosedFormFoldIn : the adapter that folds in new users, with priors.
+
+    Examples
+    --------
+    >>> from skfewrec import ALSFactors
+    >>> from skfewrec.datasets import make_interactions
+    >>> X = make_interactions(n_users=200, n_items=100, random_state=0).X
+    >>> als = ALSFactors(n_components=8, random_state=0).fit(X)
+    >>> als.item_factors_.shape
+    (100, 8)
+    >>> als.transform(X[:3]).shape
+    (3, 8)
+    """
+
+    _parameter_constraints = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "regularization": [Interval(Real, 0, None, closed="left")],
+        "confidence_scale": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "use_cg": ["boolean"],
+        "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
+        "show_progress": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        n_components=64,
+        *,
+        regularization=0.01,
+        confidence_scale=1.0,
+        max_iter=15,
+        use_cg=True,
+        random_state=None,
+        n_jobs=None,
+        show_progress=False,
+    ):
+        self.n_components = n_components
+        self.regularization = regularization
+        self.confidence_scale = confidence_scale
+        self.max_iter = max_iter
+        self.use_cg = use_cg
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.show_progress = show_progress
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train ALS on the warm users' interactions.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_users, n_items)
+            Non-negative confidences of the warm users.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        from ._base import validate_interactions
+
+        X = validate_interactions(self, X, reset=True)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        num_threads = 0 if self.n_jobs is None else effective_n_jobs(self.n_jobs)
+        model = _new_implicit_model(
+            self.n_components,
+            self.regularization,
+            self.confidence_scale,
+            self.max_iter,
+            self.use_cg,
+            seed,
+            num_threads,
+        )
+        with threadpool_limits(1, user_api="blas"):
+            model.fit(sp.csr_matrix(X), show_progress=self.show_progress)
+        self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        self._set_system()
+        self.user_factors_ = self.transform(X)
+        return self
+
+    def _set_system(self):
+        self._system = shared_system(self.item_factors_, self.regularization)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "item_factors_" in state and "_system" not in state:
+            self._set_system()
+
+    def transform(self, X):
+        """Fold in users: their exact least-squares vectors, item factors fixed.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_users, n_items)
+            Non-negative confidences of the users to fold in.
+
+        Returns
+        -------
+        U : ndarray of shape (n_users, n_components), float32
+            User vectors; zero for users without interactions.
+        """
+        from ._base import validate_interactions
+
+        check_is_fitted(self)
+        X = validate_interactions(self, X, reset=False)
+        d, t = implicit_coefficients(X.data, self.confidence_scale)
+        with threadpool_limits(1 if self.n_jobs is None else effective_n_jobs(self.n_jobs),
+                               user_api="blas"):
+            U = solve_users(X.indptr, X.indices, d, t, self._system)
+        return U.astype(np.float32)
+
+    def to_implicit(self):
+        """An implicit ``AlternatingLeastSquares`` model holding these factors.
+
+        Useful to compare with implicit's own fold-in and top-k on the same factors.
+
+        Returns
+        -------
+        model : implicit.cpu.als.AlternatingLeastSquares
+        """
+        check_is_fitted(self)
+        model = _new_implicit_model(
+            self.n_components, self.regularization, self.confidence_scale, self.max_iter,
+            self.use_cg, None, 0 if self.n_jobs is None else effective_n_jobs(self.n_jobs),
+        )
+        model.item_factors = self.item_factors_.copy()
+        model.user_factors = self.user_factors_.copy()
+        return model
+
+    @classmethod
+    def from_arrays(cls, item_factors, user_factors=None, *, regularization=0.01,
+                    confidence_scale=1.0):
+        """Wrap factors pretrained elsewhere, without training.
+
+        Wrap the result in :class:`sklearn.frozen.FrozenEstimator` before passing it
+        to an adapter, so that ``clone`` and grid searches keep the factors
+        instead of retraining them.
+
+        Parameters
+        ----------
+        item_factors : array-like of shape (n_items, n_components)
+        user_factors : array-like of shape (n_users, n_components), default=None
+            The warm users' vectors; None leaves ``user_factors_`` empty.
+        regularization : float, default=0.01
+            The ridge the factors were trained with (used by ``transform``).
+        confidence_scale : float, default=1.0
+            The confidence scale they were trained with.
+
+        Returns
+        -------
+        factors : ALSFactors
+            A fitted instance.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skfewrec import ALSFactors
+        >>> als = ALSFactors.from_arrays(np.eye(4, 2), regularization=0.1)
+        >>> als.n_components, als.n_features_in_
+        (2, 4)
+        """
+        Y = np.asarray(item_factors)
+        if Y.ndim != 2 or Y.shape[0] == 0 or Y.shape[1] == 0:
+            raise ValueError(
+                f"item_factors must be a non-empty 2-d array (n_items, n_components), got "
+                f"shape {Y.shape}."
+            )
+        if not np.issubdtype(Y.dtype, np.number) or not np.all(np.isfinite(Y)):
+            raise ValueError("item_factors must hold finite real numbers.")
+        est = cls(n_components=Y.shape[1], regularization=regularization,
+                  confidence_scale=confidence_scale)
+        est._validate_params()
+        est.item_factors_ = np.ascontiguousarray(Y, dtype=np.float32)
+        est.n_features_in_ = Y.shape[0]
+        est._set_system()
+        if user_factors is None:
+            est.user_factors_ = np.zeros((0, Y.shape[1]), dtype=np.float32)
+        else:
+            U = np.asarray(user_factors, dtype=np.float32)
+            if U.ndim != 2 or U.shape[1] != Y.shape[1]:
+                raise ValueError(
+                    f"user_factors must have shape (n_users, {Y.shape[1]}) to match "
+                    f"item_factors, got {U.shape}."
+                )
+            est.user_factors_ = U
+        return est
+
+    @classmethod
+    def from_implicit(cls, model):
+        """Wrap a fitted implicit ALS model's factors and settings, without training.
+
+        Parameters
+        ----------
+        model : implicit.cpu.als.AlternatingLeastSquares
+            A fitted model (a GPU model is moved to the CPU first).
+
+        Returns
+        -------
+        factors : ALSFactors
+            A fitted instance with the model's ``regularization`` and ``alpha``.
+        """
+        if hasattr(model, "to_cpu") and not hasattr(model.item_factors, "ndim"):
+            model = model.to_cpu()
+        if getattr(model, "item_factors", None) is None:
+            raise ValueError("model is not fitted: its item_factors are None; fit it first.")
+        return cls.from_arrays(
+            model.item_factors,
+            model.user_factors,
+            regularization=float(model.regularization),
+            confidence_scale=float(model.alpha),
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.positive_only = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags

@@ -1,0 +1,153 @@
+"""Chunked top-k: blocked score computation, vectorised filtering, argpartition.
+
+Scores are computed for a block of users at a time (a float32 GEMM for factor
+models), already-seen and excluded items are set to -inf with one fancy-index
+assignment per block (no loop over users), and the k best are selected with
+``argpartition``. Blocks run on a small thread pool: numpy releases the GIL in
+both GEMM and argpartition, so blocks overlap on several cores, and each block
+is small enough that memory stays bounded whatever the number of users.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ._validation import check_item_indices, check_k
+
+#: bytes of float32 scores one block may hold
+DEFAULT_BLOCK_BYTES = 32 * 2**20
+
+
+def effective_n_jobs(n_jobs):
+    """The number of workers ``n_jobs`` stands for (None: 1, negative: from the end).
+
+    Examples
+    --------
+    >>> from skfewrec._topk import effective_n_jobs
+    >>> effective_n_jobs(None)
+    1
+    """
+    from joblib import effective_n_jobs as _effective
+
+    return max(1, int(_effective(n_jobs)))
+
+
+def _select_block(scores, k):
+    """Row-wise top-k of a dense block, best first; -inf slots become id -1."""
+    n_cols = scores.shape[1]
+    if k < n_cols:
+        part = np.argpartition(scores, n_cols - k, axis=1)[:, n_cols - k :]
+    else:
+        part = np.broadcast_to(np.arange(n_cols), scores.shape).copy()
+    top = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-top, axis=1, kind="stable")
+    ids = np.take_along_axis(part, order, axis=1)
+    top = np.take_along_axis(top, order, axis=1)
+    ids[~np.isfinite(top)] = -1
+    return ids, top
+
+
+def restrict_items(seen, items, exclude, n_items):
+    """Resolve the allow-list and deny-list into column positions.
+
+    Returns
+    -------
+    columns : ndarray or None
+        The item indices scored (None: all).
+    seen : csr_matrix or None
+        The seen matrix with columns renumbered to ``columns`` positions.
+    exclude_pos : ndarray or None
+        Positions (within ``columns``) never recommended.
+    """
+    columns = None
+    if items is not None:
+        columns = check_item_indices(items, n_items, name="items")
+        if columns.size == 0:
+            raise ValueError("items is empty; pass at least one item index to rank.")
+        if seen is not None:
+            seen = seen[:, columns].tocsr()
+    exclude_pos = None
+    if exclude is not None:
+        exclude = check_item_indices(exclude, n_items, name="exclude")
+        if columns is not None:
+            exclude = np.flatnonzero(np.isin(columns, exclude))
+        exclude_pos = exclude if exclude.size else None
+    return columns, seen, exclude_pos
+
+
+def chunked_topk(
+    score_block,
+    n_rows,
+    n_cols,
+    k,
+    *,
+    seen=None,
+    exclude=None,
+    n_jobs=None,
+    block_bytes=DEFAULT_BLOCK_BYTES,
+):
+    """Top-k of a score matrix computed block by block.
+
+    Parameters
+    ----------
+    score_block : callable
+        ``score_block(start, stop)`` returns the float32 scores of rows
+        ``start:stop`` as a dense array of shape (stop - start, n_cols). It may
+        return a fresh array that this function then overwrites.
+    n_rows, n_cols : int
+        Shape of the (never materialised) score matrix.
+    k : int
+        Number of items per row.
+    seen : csr_matrix of shape (n_rows, n_cols), default=None
+        Items never returned for each row.
+    exclude : ndarray of int, default=None
+        Columns never returned for any row.
+    n_jobs : int, default=None
+        Worker threads; each runs single-threaded BLAS.
+    block_bytes : int
+        Bytes of scores per block.
+
+    Returns
+    -------
+    ids : ndarray of shape (n_rows, k), int64
+        Column indices, best first; -1 where fewer than k columns remain.
+    scores : ndarray of shape (n_rows, k), float32
+        Their scores; -inf where the id is -1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._topk import chunked_topk
+    >>> S = np.array([[0.1, 0.9, 0.5], [0.7, 0.2, 0.3]], dtype=np.float32)
+    >>> ids, scores = chunked_topk(lambda a, b: S[a:b].copy(), 2, 3, 2)
+    >>> ids
+    array([[1, 2],
+           [0, 2]])
+    """
+    k = check_k(k, n_cols)
+    ids = np.empty((n_rows, k), dtype=np.int64)
+    scores = np.empty((n_rows, k), dtype=np.float32)
+    block = max(1, min(n_rows, block_bytes // (4 * max(n_cols, 1))))
+    starts = range(0, n_rows, block)
+
+    def run(start):
+        stop = min(start + block, n_rows)
+        S = np.asarray(score_block(start, stop), dtype=np.float32)
+        if seen is not None:
+            sub = seen[start:stop]
+            if sub.nnz:
+                rows = np.repeat(np.arange(stop - start), np.diff(sub.indptr))
+                S[rows, sub.indices] = -np.inf
+        if exclude is not None:
+            S[:, exclude] = -np.inf
+        ids[start:stop], scores[start:stop] = _select_block(S, k)
+
+    workers = min(effective_n_jobs(n_jobs), len(starts))
+    if workers <= 1:
+        for start in starts:
+            run(start)
+    else:
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, starts))
+    return ids, scores
