@@ -7,8 +7,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from threadpoolctl import threadpool_limits
 
 from ._base import FactorRecommenderMixin, fit_factor_source, validate_interactions
-from ._compat import HasMethods, Interval, StrOptions, _fit_context, check_is_fitted
-from ._factors import ALSFactors, implicit_coefficients
+from ._compat import HasMethods, Interval, StrOptions, _fit_context
+from ._factors import CONVENTIONS, ALSFactors, confidence_coefficients, ridge_per_user
 from ._solvers import shared_system, solve_users
 from ._topk import effective_n_jobs
 
@@ -72,6 +72,11 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
         ``s`` above; ignored for ``prior="none"``.
     solver : {"auto", "woodbury", "direct"}, default="auto"
         How each user's system is solved; "auto" picks the cheaper per user.
+    convention : {"implicit", "spark"}, default=None
+        How values become confidences and how the ridge scales: implicit's
+        (``c = scale * x``, ridge ``lambda``) or Spark MLlib's
+        (``c = 1 + scale * x``, ridge ``lambda * n_u``). None uses the factors'
+        own (``factors_.convention_``).
     n_jobs : int, default=None
         BLAS threads while folding in and threads while ranking. None: 1.
 
@@ -79,6 +84,10 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
     ----------
     factors_ : ALSFactors
         The fitted factor source.
+    regularization_, confidence_scale_ : float
+        The ridge and confidence scale in use.
+    convention_ : str
+        The confidence convention in use.
     item_factors_ : ndarray of shape (n_items, n_components), float32
     mean_ : ndarray of shape (n_components,)
         Mean of the warm users' (plain fold-in) vectors.
@@ -111,6 +120,7 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
         "prior": [StrOptions({"none", "mean", "gaussian"})],
         "prior_strength": [Interval(Real, 0, None, closed="left")],
         "solver": [StrOptions({"auto", "woodbury", "direct"})],
+        "convention": [StrOptions(set(CONVENTIONS)), None],
         "n_jobs": [Integral, None],
     }
 
@@ -123,6 +133,7 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
         prior="none",
         prior_strength=1.0,
         solver="auto",
+        convention=None,
         n_jobs=None,
     ):
         self.factors = factors
@@ -131,6 +142,7 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
         self.prior = prior
         self.prior_strength = prior_strength
         self.solver = solver
+        self.convention = convention
         self.n_jobs = n_jobs
 
     @_fit_context(prefer_skip_nested_validation=False)
@@ -160,11 +172,16 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
             if self.confidence_scale is None
             else self.confidence_scale
         )
-        plain = shared_system(self.item_factors_, self.regularization_)
+        self.convention_ = (
+            getattr(self.factors_, "convention_", "implicit")
+            if self.convention is None
+            else self.convention
+        )
+        shared, _ = ridge_per_user(X.indptr, self.regularization_, self.convention_)
         with threadpool_limits(self._blas_threads(), user_api="blas"):
-            warm = self._solve(X, plain)
+            warm = self._solve(X, shared_system(self.item_factors_, shared))
         self.mean_, self.covariance_ = warm_prior(warm)
-        self._set_system()
+        self._rebuild()
         return self
 
     def _blas_threads(self):
@@ -178,16 +195,18 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
             return self.prior_strength * np.linalg.inv(self.covariance_), self.mean_
         return None, None
 
-    def _set_system(self):
+    def _rebuild(self):
+        """Recompute the private caches derived from the public fitted state."""
         precision, mean = self._prior_terms()
-        self._system = shared_system(self.item_factors_, self.regularization_, precision, mean)
+        shared, _ = ridge_per_user(np.zeros(1), self.regularization_, self.convention_)
+        self._system = shared_system(self.item_factors_, shared, precision, mean)
         # the answer for a user with no shots: the prior's, or the warm mean
         self._empty_vector = self.mean_ if self.prior == "none" else self._system["x0"]
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        if "mean_" in state and "_system" not in state:
-            self._set_system()
+        if "mean_" in state:
+            self._rebuild()
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -196,14 +215,10 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
         state.pop("_empty_vector", None)
         return state
 
-    def _coefficients(self, X):
-        return implicit_coefficients(X.data, self.confidence_scale_)
-
-    def _solve(self, X, system, extra_ridge=None):
-        d, t = self._coefficients(X)
-        return solve_users(
-            X.indptr, X.indices, d, t, system, solver=self.solver, extra_ridge=extra_ridge
-        )
+    def _solve(self, X, system):
+        d, t = confidence_coefficients(X.data, self.confidence_scale_, self.convention_)
+        _, extra = ridge_per_user(X.indptr, self.regularization_, self.convention_)
+        return solve_users(X.indptr, X.indices, d, t, system, solver=self.solver, extra_ridge=extra)
 
     def _user_vectors(self, X):
         with threadpool_limits(self._blas_threads(), user_api="blas"):

@@ -12,25 +12,62 @@ from threadpoolctl import threadpool_limits
 from ._compat import Interval, _fit_context, check_is_fitted
 from ._solvers import shared_system, solve_users
 from ._topk import effective_n_jobs
-from ._validation import check_interactions
+
+CONVENTIONS = ("implicit", "spark")
 
 
-def implicit_coefficients(data, confidence_scale):
-    """Per-shot (d, t) of implicit's convention: c = scale * r, d = c - 1, t = c.
+def confidence_coefficients(data, confidence_scale, convention="implicit"):
+    """Per-shot ``(d, t)`` of the fold-in system for a confidence convention.
+
+    Every unobserved item has confidence 1 and preference 0. An observed value
+    ``r`` has confidence ``c`` and preference ``p``; the user's system gains
+    ``d = c - 1`` on its diagonal term and ``t = c p`` on its right-hand side.
+
+    - ``"implicit"`` (implicit's ALS): ``c = scale * r``, ``p = 1``.
+    - ``"spark"`` (Spark MLlib's implicit ALS): ``c = 1 + scale * |r|``,
+      ``p = 1 if r > 0 else 0``; the ridge is also scaled by the user's number of
+      interactions (see :func:`ridge_per_user`).
 
     Examples
     --------
     >>> import numpy as np
-    >>> from skfewrec._factors import implicit_coefficients
-    >>> implicit_coefficients(np.array([1.0, 2.0]), 3.0)
+    >>> from skfewrec._factors import confidence_coefficients
+    >>> confidence_coefficients(np.array([1.0, 2.0]), 3.0)
     (array([2., 5.]), array([3., 6.]))
+    >>> confidence_coefficients(np.array([1.0, 2.0]), 3.0, "spark")
+    (array([3., 6.]), array([4., 7.]))
     """
-    c = confidence_scale * np.asarray(data, dtype=np.float64)
-    return c - 1.0, c
+    r = np.asarray(data, dtype=np.float64)
+    if convention == "implicit":
+        c = confidence_scale * r
+        return c - 1.0, c
+    if convention == "spark":
+        d = confidence_scale * np.abs(r)
+        return d, (1.0 + d) * (r > 0)
+    raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}.")
 
 
-def _new_implicit_model(n_components, regularization, confidence_scale, max_iter, use_cg,
-                        random_state, num_threads):
+def ridge_per_user(indptr, regularization, convention="implicit"):
+    """The shared ridge and the per-user extra ridge of a convention.
+
+    implicit uses ``lambda`` for every user; Spark uses ``lambda * n_u`` with
+    ``n_u`` the user's number of interactions.
+
+    Returns
+    -------
+    shared : float
+        The ridge in the shared matrix.
+    extra : ndarray of shape (n_users,) or None
+        A per-user addition (None when there is none).
+    """
+    if convention == "spark":
+        return 0.0, regularization * np.diff(indptr).astype(np.float64)
+    return regularization, None
+
+
+def _new_implicit_model(
+    n_components, regularization, confidence_scale, max_iter, use_cg, random_state, num_threads
+):
     from implicit.cpu.als import AlternatingLeastSquares
 
     # implicit warns when BLAS is multi-threaded, as its own threads do the work
@@ -86,6 +123,9 @@ class ALSFactors(TransformerMixin, BaseEstimator):
     item_factors_ : ndarray of shape (n_items, n_components), float32
     user_factors_ : ndarray of shape (n_users, n_components), float32
         Exact fold-ins of the training rows against ``item_factors_``.
+    convention_ : str
+        The confidence convention of the factors: "implicit" when trained here,
+        "spark" for factors imported from Spark MLlib.
     n_features_in_ : int
         The catalogue size (number of columns of ``X``).
 
@@ -170,17 +210,25 @@ class ALSFactors(TransformerMixin, BaseEstimator):
         with threadpool_limits(1, user_api="blas"):
             model.fit(sp.csr_matrix(X), show_progress=self.show_progress)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
-        self._set_system()
+        self.convention_ = "implicit"
+        self._rebuild()
         self.user_factors_ = self.transform(X)
         return self
 
-    def _set_system(self):
-        self._system = shared_system(self.item_factors_, self.regularization)
+    def _rebuild(self):
+        """Recompute the private caches derived from the public fitted state."""
+        shared, _ = ridge_per_user(np.zeros(1), self.regularization, self.convention_)
+        self._system = shared_system(self.item_factors_, shared)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_system", None)
+        return state
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        if "item_factors_" in state and "_system" not in state:
-            self._set_system()
+        if "item_factors_" in state:
+            self._rebuild()
 
     def transform(self, X):
         """Fold in users: their exact least-squares vectors, item factors fixed.
@@ -199,10 +247,12 @@ class ALSFactors(TransformerMixin, BaseEstimator):
 
         check_is_fitted(self)
         X = validate_interactions(self, X, reset=False)
-        d, t = implicit_coefficients(X.data, self.confidence_scale)
-        with threadpool_limits(1 if self.n_jobs is None else effective_n_jobs(self.n_jobs),
-                               user_api="blas"):
-            U = solve_users(X.indptr, X.indices, d, t, self._system)
+        d, t = confidence_coefficients(X.data, self.confidence_scale, self.convention_)
+        shared, extra = ridge_per_user(X.indptr, self.regularization, self.convention_)
+        with threadpool_limits(
+            1 if self.n_jobs is None else effective_n_jobs(self.n_jobs), user_api="blas"
+        ):
+            U = solve_users(X.indptr, X.indices, d, t, self._system, extra_ridge=extra)
         return U.astype(np.float32)
 
     def to_implicit(self):
@@ -216,16 +266,28 @@ class ALSFactors(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         model = _new_implicit_model(
-            self.n_components, self.regularization, self.confidence_scale, self.max_iter,
-            self.use_cg, None, 0 if self.n_jobs is None else effective_n_jobs(self.n_jobs),
+            self.n_components,
+            self.regularization,
+            self.confidence_scale,
+            self.max_iter,
+            self.use_cg,
+            None,
+            0 if self.n_jobs is None else effective_n_jobs(self.n_jobs),
         )
         model.item_factors = self.item_factors_.copy()
         model.user_factors = self.user_factors_.copy()
         return model
 
     @classmethod
-    def from_arrays(cls, item_factors, user_factors=None, *, regularization=0.01,
-                    confidence_scale=1.0):
+    def from_arrays(
+        cls,
+        item_factors,
+        user_factors=None,
+        *,
+        regularization=0.01,
+        confidence_scale=1.0,
+        convention="implicit",
+    ):
         """Wrap factors pretrained elsewhere, without training.
 
         Wrap the result in :class:`sklearn.frozen.FrozenEstimator` before passing it
@@ -241,6 +303,9 @@ class ALSFactors(TransformerMixin, BaseEstimator):
             The ridge the factors were trained with (used by ``transform``).
         confidence_scale : float, default=1.0
             The confidence scale they were trained with.
+        convention : {"implicit", "spark"}, default="implicit"
+            The confidence and ridge convention they were trained with
+            (see :func:`confidence_coefficients`).
 
         Returns
         -------
@@ -263,12 +328,18 @@ class ALSFactors(TransformerMixin, BaseEstimator):
             )
         if not np.issubdtype(Y.dtype, np.number) or not np.all(np.isfinite(Y)):
             raise ValueError("item_factors must hold finite real numbers.")
-        est = cls(n_components=Y.shape[1], regularization=regularization,
-                  confidence_scale=confidence_scale)
+        est = cls(
+            n_components=Y.shape[1],
+            regularization=regularization,
+            confidence_scale=confidence_scale,
+        )
         est._validate_params()
+        if convention not in CONVENTIONS:
+            raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}.")
         est.item_factors_ = np.ascontiguousarray(Y, dtype=np.float32)
         est.n_features_in_ = Y.shape[0]
-        est._set_system()
+        est.convention_ = convention
+        est._rebuild()
         if user_factors is None:
             est.user_factors_ = np.zeros((0, Y.shape[1]), dtype=np.float32)
         else:

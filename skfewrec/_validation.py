@@ -55,7 +55,9 @@ def check_interactions(
     if X is None:
         raise ValueError(f"{name} is None; pass an interaction matrix of shape (n_users, n_items).")
     if isinstance(X, str | bytes):
-        raise TypeError(f"{name} is a string; pass an interaction matrix of shape (n_users, n_items).")
+        raise TypeError(
+            f"{name} is a string; pass an interaction matrix of shape (n_users, n_items)."
+        )
     if sp.issparse(X):
         if X.ndim != 2:
             raise ValueError(f"{name} must be 2-dimensional, got {X.ndim} dimensions.")
