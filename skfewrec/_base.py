@@ -1,5 +1,7 @@
 """What every skfewrec recommender shares: input checks, recommend, decision_function, score."""
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import clone
@@ -143,11 +145,13 @@ class RecommenderMixin:
             With ``y``: the support (shots). Without: whole rows, each split into
             ``n_shots`` random support items and the rest as query (seeded, so
             the score is deterministic); rows with fewer than ``n_shots + 1``
-            interactions are left out.
+            interactions are left out. When no row is long enough, ``n_shots``
+            drops to the longest row's length minus one, with a warning.
         y : {array-like, sparse matrix} of shape (n_users, n_items), default=None
-            The query: the held-out interactions to find.
+            The query: the held-out interactions to find. A 1-d ``y`` (the dummy
+            target scikit-learn's tools may pass) is ignored.
         k : int, default=20
-            Cut-off of the ranking.
+            Cut-off of the ranking (at most the catalogue size).
         n_shots : int, default=5
             Support size when ``y`` is None.
 
@@ -158,6 +162,20 @@ class RecommenderMixin:
         """
         from .model_selection import make_fewshot_scorer
 
+        if y is not None and np.ndim(y) == 1:
+            y = None
+        if y is None:
+            longest = int(np.diff(check_interactions(X).indptr).max())
+            if longest <= n_shots:
+                warnings.warn(
+                    f"No user in X has more than n_shots={n_shots} interactions; scoring "
+                    f"with n_shots={max(longest - 1, 0)} instead (the longest row has "
+                    f"{longest}).",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                n_shots = max(longest - 1, 0)
+        k = min(k, self.n_features_in_) if hasattr(self, "n_features_in_") else k
         return make_fewshot_scorer("ndcg", k=k, n_shots=n_shots)(self, X, y)
 
 

@@ -123,6 +123,8 @@ class ALSFactors(TransformerMixin, BaseEstimator):
     item_factors_ : ndarray of shape (n_items, n_components), float32
     user_factors_ : ndarray of shape (n_users, n_components), float32
         Exact fold-ins of the training rows against ``item_factors_``.
+    n_iter_ : int
+        Number of ALS sweeps run.
     convention_ : str
         The confidence convention of the factors: "implicit" when trained here,
         "spark" for factors imported from Spark MLlib.
@@ -149,7 +151,7 @@ class ALSFactors(TransformerMixin, BaseEstimator):
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "regularization": [Interval(Real, 0, None, closed="left")],
         "confidence_scale": [Interval(Real, 0, None, closed="neither")],
-        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
         "use_cg": ["boolean"],
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
@@ -211,6 +213,7 @@ class ALSFactors(TransformerMixin, BaseEstimator):
             model.fit(sp.csr_matrix(X), show_progress=self.show_progress)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         self.convention_ = "implicit"
+        self.n_iter_ = self.max_iter
         self._rebuild()
         self.user_factors_ = self.transform(X)
         return self
@@ -221,7 +224,7 @@ class ALSFactors(TransformerMixin, BaseEstimator):
         self._system = shared_system(self.item_factors_, shared)
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: never strip the live object
         state.pop("_system", None)
         return state
 

@@ -50,7 +50,7 @@ def check_interactions(
     >>> check_interactions(np.array([[-1.0, 0]]))
     Traceback (most recent call last):
     ...
-    ValueError: X has 1 negative value(s) (the smallest is -1); confidences must be >= 0. ...
+    ValueError: Negative values in data passed as X: 1 negative value(s) (the smallest is -1); ...
     """
     if X is None:
         raise ValueError(f"{name} is None; pass an interaction matrix of shape (n_users, n_items).")
@@ -61,40 +61,37 @@ def check_interactions(
     if sp.issparse(X):
         if X.ndim != 2:
             raise ValueError(f"{name} must be 2-dimensional, got {X.ndim} dimensions.")
-        if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
-            raise TypeError(
-                f"{name} has dtype {X.dtype}; interaction values must be real numbers "
-                "(counts, ratings or confidences)."
-            )
+        _check_real_dtype(X.dtype, name)
         X = sp.csr_matrix(X, dtype=dtype, copy=copy)
     else:
         arr = np.asarray(X) if not hasattr(X, "to_numpy") else X.to_numpy()
         if arr.dtype == object:
             try:
                 arr = arr.astype(np.float64)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError) as exc:
                 raise TypeError(
-                    f"{name} contains non-numeric values; interaction values must be real "
-                    "numbers (counts, ratings or confidences). Encode raw logs with "
+                    f"{name} contains non-numeric values ({exc}); interaction values must be "
+                    "real numbers (counts, ratings or confidences). Encode raw logs with "
                     "skfewrec.preprocessing.InteractionEncoder first."
                 ) from None
-        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.issubdtype(
-            arr.dtype, np.complexfloating
-        ):
-            raise TypeError(
-                f"{name} has dtype {arr.dtype}; interaction values must be real numbers "
-                "(counts, ratings or confidences)."
-            )
+        if arr.dtype != bool:
+            _check_real_dtype(arr.dtype, name)
         if arr.ndim != 2:
             raise ValueError(
-                f"{name} must be 2-dimensional of shape (n_users, n_items), got an array of "
-                f"shape {arr.shape}. Reshape a single user's row with X.reshape(1, -1)."
+                f"Reshape your data: {name} must be 2-dimensional of shape (n_users, n_items), "
+                f"got an array of shape {arr.shape}. For a single user use x.reshape(1, -1)."
             )
         X = sp.csr_matrix(arr.astype(dtype, copy=False))
     if X.shape[0] == 0:
-        raise ValueError(f"{name} has 0 users (rows); pass at least one user.")
+        raise ValueError(
+            f"{name} has 0 sample(s) (shape={X.shape}) while a minimum of 1 is required: "
+            "pass at least one user (row)."
+        )
     if X.shape[1] == 0:
-        raise ValueError(f"{name} has 0 items (columns); pass at least one item.")
+        raise ValueError(
+            f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required: "
+            "pass at least one item (column)."
+        )
     if n_items is not None and X.shape[1] != n_items:
         raise ValueError(
             f"{name} has {X.shape[1]} items (columns) but the model was fitted on {n_items}. "
@@ -111,9 +108,9 @@ def check_interactions(
     if data.size and data.min() < 0:
         n_neg = int(np.sum(data < 0))
         raise ValueError(
-            f"{name} has {n_neg} negative value(s) (the smallest is {data.min():g}); "
-            "confidences must be >= 0. Use 0 for 'no interaction'; for explicit ratings "
-            "use objective='explicit' where available."
+            f"Negative values in data passed as {name}: {n_neg} negative value(s) (the "
+            f"smallest is {data.min():g}); confidences must be >= 0. Use 0 for "
+            "'no interaction'; for explicit ratings use objective='explicit' where available."
         )
     if not X.has_canonical_format:
         X = X.copy() if not copy else X
@@ -129,6 +126,19 @@ def check_interactions(
                 f"{empty[0]}); every user needs at least one interaction here."
             )
     return X
+
+
+def _check_real_dtype(dtype, name):
+    if np.issubdtype(dtype, np.complexfloating):
+        raise ValueError(
+            f"Complex data not supported: {name} has dtype {dtype}; interaction values must "
+            "be real numbers (counts, ratings or confidences)."
+        )
+    if not np.issubdtype(dtype, np.number):
+        raise TypeError(
+            f"{name} has dtype {dtype}; interaction values must be real numbers "
+            "(counts, ratings or confidences)."
+        )
 
 
 def check_k(k, n_items, *, name="k"):
