@@ -8,7 +8,7 @@ from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 
 from ._compat import check_is_fitted, validate_data
-from ._topk import DEFAULT_BLOCK_BYTES, chunked_topk, restrict_items
+from ._topk import DEFAULT_BLOCK_BYTES, chunked_topk, factor_topk, restrict_items
 from ._validation import check_interactions
 
 
@@ -105,20 +105,24 @@ class RecommenderMixin:
         n_items = X.shape[1]
         seen = X if filter_seen else None
         columns, seen, exclude_pos = restrict_items(seen, items, exclude, n_items)
-        n_cols = n_items if columns is None else columns.size
-        ids, scores = chunked_topk(
+        ids, scores = self._topk(X, k, columns, seen, exclude_pos)
+        if columns is not None:
+            ids = np.where(ids >= 0, columns[np.maximum(ids, 0)], -1)
+        return ids, scores
+
+    def _topk(self, X, k, columns, seen, exclude):
+        """Top-k over ``columns`` with ``seen``/``exclude`` as column positions."""
+        n_cols = X.shape[1] if columns is None else columns.size
+        return chunked_topk(
             self._scorer(X, columns),
             X.shape[0],
             n_cols,
             k,
             seen=seen,
-            exclude=exclude_pos,
+            exclude=exclude,
             n_jobs=getattr(self, "n_jobs", None),
             block_bytes=self._block_bytes,
         )
-        if columns is not None:
-            ids = np.where(ids >= 0, columns[np.maximum(ids, 0)], -1)
-        return ids, scores
 
     def decision_function(self, X):
         """Scores of every item for every user (dense; for small catalogues and tests).
@@ -188,6 +192,14 @@ class FactorRecommenderMixin(RecommenderMixin):
 
     def _user_vectors(self, X):
         return self.transform(X)
+
+    def _topk(self, X, k, columns, seen, exclude):
+        # a dot-product model: implicit's fused GEMM + selection kernel
+        V = self.item_factors_ if columns is None else self.item_factors_[columns]
+        U = self._user_vectors(X)
+        return factor_topk(
+            U, V, k, seen=seen, exclude=exclude, n_jobs=getattr(self, "n_jobs", None)
+        )
 
     def _scorer(self, X, columns):
         U = np.ascontiguousarray(self._user_vectors(X), dtype=np.float32)

@@ -33,18 +33,45 @@ def effective_n_jobs(n_jobs):
     return max(1, int(_effective(n_jobs)))
 
 
+#: columns per block whose maxima bound the k-th best score (see _select_block)
+_SELECT_BLOCK = 128
+
+
 def _select_block(scores, k):
-    """Row-wise top-k of a dense block, best first; -inf slots become id -1."""
-    n_cols = scores.shape[1]
-    if k < n_cols:
-        part = np.argpartition(scores, n_cols - k, axis=1)[:, n_cols - k :]
+    """Row-wise top-k of a dense block, best first; -inf slots become id -1.
+
+    The k-th largest of the row's column-block maxima is a lower bound of its
+    k-th largest score (k blocks each hold a score at least that large), so only
+    the few scores above it are sorted. Ties keep column order. Falls back to
+    argpartition when there are fewer blocks than k.
+    """
+    n_rows, n_cols = scores.shape
+    starts = np.arange(0, n_cols, _SELECT_BLOCK)
+    if starts.size < 2 * k:
+        if k < n_cols:
+            part = np.argpartition(scores, n_cols - k, axis=1)[:, n_cols - k :]
+            part.sort(axis=1)
+        else:
+            part = np.broadcast_to(np.arange(n_cols), scores.shape).copy()
+        top = np.take_along_axis(scores, part, axis=1)
+        order = np.argsort(-top, axis=1, kind="stable")
+        ids = np.take_along_axis(part, order, axis=1)
+        top = np.take_along_axis(top, order, axis=1)
     else:
-        part = np.broadcast_to(np.arange(n_cols), scores.shape).copy()
-    top = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-top, axis=1, kind="stable")
-    ids = np.take_along_axis(part, order, axis=1)
-    top = np.take_along_axis(top, order, axis=1)
+        maxima = np.maximum.reduceat(scores, starts, axis=1)
+        bound = np.partition(maxima, starts.size - k, axis=1)[:, starts.size - k]
+        rows, cols = np.nonzero(scores >= bound[:, None])
+        vals = scores[rows, cols]
+        order = np.lexsort((-vals, rows))
+        rows, cols, vals = rows[order], cols[order], vals[order]
+        pos = np.arange(rows.size) - np.searchsorted(rows, np.arange(n_rows))[rows]
+        keep = pos < k
+        ids = np.empty((n_rows, k), dtype=np.int64)
+        top = np.empty((n_rows, k), dtype=scores.dtype)
+        ids[rows[keep], pos[keep]] = cols[keep]
+        top[rows[keep], pos[keep]] = vals[keep]
     ids[~np.isfinite(top)] = -1
+    top[ids < 0] = -np.inf
     return ids, top
 
 
@@ -150,4 +177,79 @@ def chunked_topk(
     else:
         with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
             list(pool.map(run, starts))
+    return ids, scores
+
+
+def factor_topk(U, V, k, *, seen=None, exclude=None, n_jobs=None, block_rows=8192):
+    """Top-k of ``U @ V.T`` with implicit's C++ top-k kernel, seen items removed afterwards.
+
+    implicit's kernel fuses a blocked GEMM with a heap selection, multi-threaded,
+    but filters already-seen items with a Python loop over users. Here it is asked,
+    unfiltered, for ``k`` plus the largest number of seen items in each block of
+    users, and the seen items are then dropped from its answer with one sorted
+    lookup: no per-user Python work.
+
+    Parameters
+    ----------
+    U : ndarray of shape (n_users, n_components), float32
+    V : ndarray of shape (n_items, n_components), float32
+    k : int
+    seen : csr_matrix of shape (n_users, n_items), default=None
+        Canonical CSR (sorted indices) of items never returned per user.
+    exclude : ndarray of int, default=None
+        Items never returned.
+    n_jobs : int, default=None
+        implicit's threads (BLAS runs single-threaded inside).
+    block_rows : int
+        Users per call: bounds the memory of the oversized answers.
+
+    Returns
+    -------
+    ids, scores : ndarray of shape (n_users, k)
+        As :func:`chunked_topk`.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from skfewrec._topk import factor_topk
+    >>> U = np.array([[1.0, 0.0]], dtype=np.float32)
+    >>> V = np.array([[3, 0], [2, 0], [1, 0]], dtype=np.float32)
+    >>> factor_topk(U, V, 2, seen=sp.csr_matrix(np.array([[1, 0, 0]])))[0]
+    array([[1, 2]])
+    """
+    from implicit.cpu.topk import topk as implicit_topk
+
+    n_users, n_items = U.shape[0], V.shape[0]
+    k = check_k(k, n_items)
+    U = np.ascontiguousarray(U, dtype=np.float32)
+    V = np.ascontiguousarray(V, dtype=np.float32)
+    ids = np.empty((n_users, k), dtype=np.int64)
+    scores = np.empty((n_users, k), dtype=np.float32)
+    threads = effective_n_jobs(n_jobs)
+    lowest = -np.finfo(np.float32).max  # implicit's mark for filtered items
+    for start in range(0, n_users, block_rows):
+        stop = min(start + block_rows, n_users)
+        sub = seen[start:stop] if seen is not None else None
+        extra = int(np.diff(sub.indptr).max()) if sub is not None and sub.nnz else 0
+        kk = min(n_items, k + extra)
+        with threadpool_limits(1, user_api="blas"):
+            bi, bs = implicit_topk(V, U[start:stop], kk, filter_items=exclude, num_threads=threads)
+        bi = bi.astype(np.int64)
+        drop = bs <= lowest
+        if extra:
+            row_of_nnz = np.repeat(np.arange(stop - start), np.diff(sub.indptr))
+            seen_keys = row_of_nnz * n_items + sub.indices  # sorted: canonical CSR
+            keys = np.arange(stop - start)[:, None] * n_items + bi
+            pos = np.minimum(np.searchsorted(seen_keys, keys), seen_keys.size - 1)
+            drop |= seen_keys[pos] == keys
+        if drop.any():
+            # move kept entries to the front, keeping their order
+            order = np.argsort(drop, axis=1, kind="stable")
+            bi = np.take_along_axis(bi, order, axis=1)
+            bs = np.take_along_axis(bs, order, axis=1)
+            drop = np.take_along_axis(drop, order, axis=1)
+            bi[drop] = -1
+            bs[drop] = -np.inf
+        ids[start:stop] = bi[:, :k]
+        scores[start:stop] = bs[:, :k]
     return ids, scores

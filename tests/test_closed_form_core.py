@@ -1,0 +1,143 @@
+"""The core fold-in: exact against implicit, solvers against each other, the prefit idiom."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import GridSearchCV, KFold
+
+from skfewrec import ALSFactors, ClosedFormFoldIn, ImplicitFoldIn
+from skfewrec._solvers import shared_system, solve_users
+from skfewrec.model_selection import make_fewshot_scorer, support_query_split
+
+
+def naive_foldin(Y, X, regularization, scale, precision=None, mean=None):
+    """One numpy solve per user of implicit's normal equations (the reference)."""
+    Y = Y.astype(np.float64)
+    f = Y.shape[1]
+    out = np.zeros((X.shape[0], f))
+    for u in range(X.shape[0]):
+        idx, r = X[u].indices, X[u].data.astype(np.float64)
+        c = scale * r
+        A = Y.T @ Y + regularization * np.eye(f) + (Y[idx].T * (c - 1)) @ Y[idx]
+        b = Y[idx].T @ c
+        if precision is not None:
+            A += precision
+            b += precision @ mean
+        out[u] = np.linalg.solve(A, b)
+    return out
+
+
+@pytest.fixture(scope="module")
+def factors():
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((400, 16)) * 0.3).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def users():
+    rng = np.random.default_rng(1)
+    X = sp.random(60, 400, density=0.03, random_state=2, format="csr", dtype=np.float32)
+    X.data = rng.integers(1, 5, size=X.nnz).astype(np.float32)
+    X[3] = 0  # a user without shots
+    X.eliminate_zeros()
+    return X
+
+
+@pytest.mark.parametrize("solver", ["woodbury", "direct", "auto"])
+def test_solvers_match_the_naive_solve(factors, users, solver):
+    system = shared_system(factors, 0.1)
+    c = 3.0 * users.data.astype(np.float64)
+    U = solve_users(users.indptr, users.indices, c - 1, c, system, solver=solver)
+    np.testing.assert_allclose(U, naive_foldin(factors, users, 0.1, 3.0), rtol=1e-4, atol=1e-6)
+
+
+def test_prior_solve_matches_the_naive_map(factors, users):
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((16, 16))
+    precision, mean = A @ A.T / 16 + np.eye(16), rng.standard_normal(16)
+    system = shared_system(factors, 0.1, precision, mean)
+    c = 2.0 * users.data.astype(np.float64)
+    ref = naive_foldin(factors, users, 0.1, 2.0, precision, mean)
+    for solver in ("woodbury", "direct"):
+        U = solve_users(users.indptr, users.indices, c - 1, c, system, solver=solver)
+        np.testing.assert_allclose(U, ref, rtol=1e-4, atol=1e-6)
+
+
+def test_matches_implicit_recalculate_user(factors, users):
+    als = ALSFactors.from_arrays(factors, regularization=0.05, confidence_scale=4.0)
+    ref = als.to_implicit().recalculate_user(np.arange(users.shape[0]), users)
+    np.testing.assert_allclose(als.transform(users), ref, rtol=1e-4, atol=1e-6)
+
+
+def test_training_rows_fold_in_to_their_stored_vectors(small_interactions):
+    als = ALSFactors(n_components=8, max_iter=5, random_state=0).fit(small_interactions)
+    np.testing.assert_allclose(als.transform(small_interactions), als.user_factors_, atol=1e-6)
+
+
+def test_from_implicit_keeps_factors_and_settings(factors):
+    als = ALSFactors.from_arrays(factors, regularization=0.3, confidence_scale=7.0)
+    back = ALSFactors.from_implicit(als.to_implicit())
+    np.testing.assert_array_equal(back.item_factors_, factors)
+    assert (back.regularization, back.confidence_scale) == (0.3, 7.0)
+
+
+def test_from_arrays_rejects_bad_factors():
+    with pytest.raises(ValueError, match="item_factors must be a non-empty 2-d"):
+        ALSFactors.from_arrays(np.ones(3))
+    with pytest.raises(ValueError, match="finite"):
+        ALSFactors.from_arrays(np.full((3, 2), np.nan))
+    with pytest.raises(ValueError, match="user_factors must have shape"):
+        ALSFactors.from_arrays(np.ones((3, 2)), np.ones((4, 3)))
+
+
+def test_zero_shot_users_get_the_warm_mean_not_nan(small_interactions):
+    rec = ClosedFormFoldIn(ALSFactors(n_components=8, random_state=0)).fit(small_interactions)
+    empty = sp.csr_matrix((2, small_interactions.shape[1]))
+    U = rec.transform(empty)
+    np.testing.assert_allclose(U, np.tile(rec.mean_, (2, 1)), rtol=1e-5)
+    ids, _ = rec.recommend(empty, k=5)
+    assert (ids >= 0).all()
+
+
+def test_frozen_factors_are_not_refitted_by_clone_or_grid_search(small_interactions):
+    als = ALSFactors(n_components=8, random_state=0).fit(small_interactions)
+    frozen = FrozenEstimator(als)
+    rec = ClosedFormFoldIn(factors=frozen)
+    assert clone(rec).factors is frozen
+    search = GridSearchCV(
+        rec,
+        {"prior": ["none", "gaussian"]},
+        scoring=make_fewshot_scorer("ndcg", k=10, n_shots=3),
+        cv=KFold(3),
+    ).fit(small_interactions)
+    assert search.best_estimator_.factors_ is als
+    assert np.isfinite(search.best_score_)
+
+
+def test_recommend_agrees_with_decision_function(small_interactions):
+    rec = ClosedFormFoldIn(ALSFactors(n_components=8, random_state=0)).fit(small_interactions)
+    S = small_interactions[:20]
+    scores = rec.decision_function(S)
+    scores[S.toarray() > 0] = -np.inf
+    ids, top = rec.recommend(S, k=7)
+    np.testing.assert_allclose(top, -np.sort(-scores, axis=1)[:, :7], rtol=1e-5)
+
+
+@pytest.mark.realdata
+def test_same_answers_as_implicit_on_ml100k(ml100k_path):
+    """Exactness on real data: ClosedFormFoldIn reproduces implicit's fold-in vectors."""
+    from skfewrec.datasets import load_movielens
+    from skfewrec.model_selection import train_test_split_users
+
+    X = load_movielens(ml100k_path, min_rating=4, binarize=True).X
+    X_warm, X_new = train_test_split_users(X, test_size=0.2, random_state=0)
+    als = ALSFactors(
+        n_components=32, regularization=1.0, confidence_scale=10.0, random_state=0
+    ).fit(X_warm)
+    S, _ = support_query_split(X_new, 5, random_state=0)
+    ours = ClosedFormFoldIn(factors=FrozenEstimator(als)).fit(X_warm).transform(S)
+    theirs = ImplicitFoldIn(factors=FrozenEstimator(als)).fit(X_warm).transform(S)
+    rel = np.linalg.norm(ours - theirs, axis=1) / np.maximum(np.linalg.norm(theirs, axis=1), 1e-12)
+    assert rel.max() <= 1e-4
