@@ -15,6 +15,12 @@ target coefficient of each shot (``c_i p_i``), and ``m`` the prior's pull
 a k x k solve per user: O(k^2 f + k^3) instead of O(k f^2 + f^3). Both paths are
 batched over users (users sorted by number of shots and padded per batch), so no
 Python loop runs per user.
+
+Spark's convention adds a per-user ridge ``mu_u = lambda * n_u``, so each user has
+their own ``M + mu_u I``. With the eigendecomposition ``M = Q diag(L) Q^T`` computed
+once, ``(M + mu_u I)^-1 = Q diag(1 / (L + mu_u)) Q^T``: in the eigenbasis
+(``W = Y Q``) the user's ``G = W_S diag(1 / (L + mu_u)) W_S^T`` is again k x k, and
+the Woodbury path stays O(k^2 f + k^3 + f^2) per user instead of a direct f x f solve.
 """
 
 import numpy as np
@@ -36,8 +42,20 @@ def shared_system(item_factors, regularization, prior_precision=None, prior_mean
     Returns
     -------
     system : dict
-        ``M``, ``x0 = M^-1 s P mu``, and float32 ``Yp``, ``Zp = Y M^-1`` and
-        ``Yx0 = Y x0``, padded with one zero row.
+        ``M``, its eigendecomposition ``L`` and ``Q``, ``m = s P mu``,
+        ``x0 = M^-1 m``, and float32 ``Yp``, ``Zp = Y M^-1`` and ``Yx0 = Y x0``,
+        padded with one zero row. ``M`` may be singular (Spark's convention puts
+        the whole ridge per user): its inverse is then the pseudo-inverse, used
+        only by users without a per-user ridge.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._solvers import shared_system
+    >>> system = shared_system(np.eye(3, 2), 0.5)
+    >>> system["M"]
+    array([[1.5, 0. ],
+           [0. , 1.5]])
     """
     Y = np.asarray(item_factors, dtype=np.float64)
     f = Y.shape[1]
@@ -48,7 +66,14 @@ def shared_system(item_factors, regularization, prior_precision=None, prior_mean
         if prior_mean is not None:
             m = prior_precision @ prior_mean
     M = 0.5 * (M + M.T)
-    M_inv = np.linalg.inv(M)
+    eigvals, Q = np.linalg.eigh(M)
+    # M is positive semi-definite: clip round-off below zero, and invert only the
+    # eigenvalues that are not round-off (pseudo-inverse when M is singular)
+    eigvals = np.maximum(eigvals, 0.0)
+    tol = eigvals.max(initial=0.0) * f * np.finfo(np.float64).eps
+    keep = eigvals > tol
+    inv_L = np.divide(1.0, eigvals, out=np.zeros_like(eigvals), where=keep)
+    M_inv = (Q * inv_L) @ Q.T
     M_inv = 0.5 * (M_inv + M_inv.T)
     x0 = M_inv @ m
     # float32 copies with one extra all-zero row, the target of padded shots;
@@ -56,7 +81,28 @@ def shared_system(item_factors, regularization, prior_precision=None, prior_mean
     pad = np.zeros((1, f))
     Yp = np.vstack([Y, pad]).astype(np.float32)
     Zp = np.vstack([Y @ M_inv, pad]).astype(np.float32)
-    return {"M": M, "x0": x0, "Yp": Yp, "Zp": Zp, "Yx0": (Yp @ x0.astype(np.float32))}
+    return {
+        "M": M,
+        "L": eigvals,
+        "Q": Q,
+        "m": m,
+        "x0": x0,
+        "Yp": Yp,
+        "Zp": Zp,
+        "Yx0": (Yp @ x0.astype(np.float32)),
+    }
+
+
+def _eigenbasis(system):
+    """``Wp = Yp Q`` (float32) and ``Q^T m``: the per-user-ridge path's inputs.
+
+    Computed on first use and kept in ``system``: only Spark's convention needs them.
+    """
+    if "Wp" not in system:
+        Q = system["Q"]
+        system["Qm"] = Q.T @ system["m"]
+        system["Wp"] = (system["Yp"].astype(np.float64) @ Q).astype(np.float32)
+    return system["Wp"], system["Qm"]
 
 
 def _padded_batches(indptr, max_batch_elements):
@@ -132,14 +178,28 @@ def solve_users(
         "woodbury": the k x k solve; "direct": the f x f solve of the full
         system; "auto": woodbury for users with fewer shots than factors.
     extra_ridge : ndarray of shape (n_users,), default=None
-        A per-user addition to the ridge (Spark's ``lambda * n_u`` convention);
-        forces the direct path for those users.
+        A per-user addition ``mu_u`` to the ridge (Spark's ``lambda * n_u``
+        convention). The Woodbury path then works in the eigenbasis of ``M``.
     max_batch_elements : int
         Padded shots per batch; bounds memory.
 
     Returns
     -------
     X : ndarray of shape (n_users, n_components), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._solvers import shared_system, solve_users
+    >>> Y = np.random.default_rng(0).normal(size=(6, 3))
+    >>> system = shared_system(Y, 0.0)
+    >>> indptr, indices = np.array([0, 2]), np.array([1, 4])
+    >>> d, t = np.array([2.0, 2.0]), np.array([3.0, 3.0])
+    >>> wood = solve_users(indptr, indices, d, t, system, extra_ridge=np.array([0.2]))
+    >>> direct = solve_users(indptr, indices, d, t, system, solver="direct",
+    ...                      extra_ridge=np.array([0.2]))
+    >>> bool(np.allclose(wood, direct, atol=1e-5))
+    True
     """
     M, x0, Yp, Zp, Yx0 = (system[key] for key in ("M", "x0", "Yp", "Zp", "Yx0"))
     n_items, f = Yp.shape[0] - 1, Yp.shape[1]
@@ -147,36 +207,71 @@ def solve_users(
     out = np.empty((n_users, f))
     d = np.asarray(d, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
+    if extra_ridge is not None:
+        extra_ridge = np.asarray(extra_ridge, dtype=np.float64)
     for rows, width in _padded_batches(indptr, max_batch_elements):
-        idx, dd, tt = _gather_padded(rows, width, indptr, indices, d, t, n_items)
-        use_direct = np.zeros(rows.size, dtype=bool)
-        if solver == "direct":
-            use_direct[:] = True
-        elif solver == "auto":
-            use_direct[:] = width >= f
-        if extra_ridge is not None:
-            use_direct |= extra_ridge[rows] != 0
         if width == 0:
             out[rows] = x0
             continue
-        wood = ~use_direct
+        idx, dd, tt = _gather_padded(rows, width, indptr, indices, d, t, n_items)
+        if solver == "direct":
+            use_direct = np.ones(rows.size, dtype=bool)
+        elif solver == "auto":
+            use_direct = np.full(rows.size, width >= f)
+        else:
+            use_direct = np.zeros(rows.size, dtype=bool)
+        ridge = None if extra_ridge is None else extra_ridge[rows]
+        per_user = np.zeros(rows.size, dtype=bool) if ridge is None else ridge != 0
+        # users without shots padded into this batch: the 0-shot answer, whatever
+        # the path (their own system may be singular, e.g. Spark's ridge lambda * 0)
+        empty = indptr[rows + 1] == indptr[rows]
+        out[rows[empty]] = x0
+        use_direct &= ~empty
+        wood = ~use_direct & ~per_user & ~empty
         if wood.any():
             i_w = idx[wood]
             Zs = Zp[i_w]  # (b, k, f)
             Ys = Yp[i_w]
             G = np.matmul(Ys, Zs.transpose(0, 2, 1)).astype(np.float64)  # (b, k, k)
-            A = G * dd[wood][:, :, None]
-            A[:, np.arange(width), np.arange(width)] += 1.0
-            rhs = tt[wood] - dd[wood] * Yx0[i_w]
-            w = np.linalg.solve(A, rhs[:, :, None])[:, :, 0]
+            w = _woodbury_weights(G, dd[wood], tt[wood] - dd[wood] * Yx0[i_w])
             out[rows[wood]] = x0 + np.matmul(w[:, None, :].astype(np.float32), Zs)[:, 0, :]
+        eig = ~use_direct & per_user & ~empty
+        if eig.any():
+            out[rows[eig]] = _solve_eigenbasis(idx[eig], dd[eig], tt[eig], ridge[eig], system)
         if use_direct.any():
             i_d = idx[use_direct]
             Ys = Yp[i_d].astype(np.float64)
             A = np.matmul(Ys.transpose(0, 2, 1) * dd[use_direct][:, None, :], Ys)
             A += M
-            if extra_ridge is not None:
-                A[:, np.arange(f), np.arange(f)] += extra_ridge[rows[use_direct]][:, None]
-            rhs = np.matmul(tt[use_direct][:, None, :], Ys)[:, 0, :] + M @ x0
+            if ridge is not None:
+                A[:, np.arange(f), np.arange(f)] += ridge[use_direct][:, None]
+            rhs = np.matmul(tt[use_direct][:, None, :], Ys)[:, 0, :] + system["m"]
             out[rows[use_direct]] = np.linalg.solve(A, rhs[:, :, None])[:, :, 0]
     return out
+
+
+def _woodbury_weights(G, dd, rhs):
+    """``w = (I + D G)^-1 rhs`` for a batch of k x k systems."""
+    width = G.shape[1]
+    A = G * dd[:, :, None]
+    A[:, np.arange(width), np.arange(width)] += 1.0
+    return np.linalg.solve(A, rhs[:, :, None])[:, :, 0]
+
+
+def _solve_eigenbasis(idx, dd, tt, ridge, system):
+    """Woodbury with a per-user ridge ``mu_u``, in the eigenbasis of ``M``.
+
+    With ``S_u = diag(1 / (L + mu_u))`` and ``W = Y Q``: ``x0_u = Q S_u Q^T m``,
+    ``Z_S = W_S S_u Q^T``, ``G = W_S S_u W_S^T``, and the user's vector is
+    ``Q (S_u Q^T m + S_u W_S^T w)`` with ``w`` the usual k x k solve.
+    """
+    Wp, Qm = _eigenbasis(system)
+    inv = (1.0 / (system["L"][None, :] + ridge[:, None])).astype(np.float32)  # (b, f)
+    Ws = Wp[idx]  # (b, k, f)
+    Vs = Ws * inv[:, None, :]  # rows of Z_S in the eigenbasis
+    G = np.matmul(Ws, Vs.transpose(0, 2, 1)).astype(np.float64)  # (b, k, k)
+    x0q = inv.astype(np.float64) * Qm  # (b, f): x0_u in the eigenbasis
+    rhs = tt - dd * np.matmul(Ws.astype(np.float64), x0q[:, :, None])[:, :, 0]
+    w = _woodbury_weights(G, dd, rhs)
+    xq = x0q + np.matmul(w[:, None, :].astype(np.float32), Vs)[:, 0, :]
+    return xq @ system["Q"].T
