@@ -139,8 +139,8 @@ def rss_child(args):
     rng = np.random.default_rng(args.seed)
     als = factor_model(args.n_items, args.recommend_factors, rng)
     X = synthetic_users(args.n_users, args.n_items, args.n_shots, rng)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rec = ClosedFormFoldIn(factors=FrozenEstimator(als), n_jobs=args.n_jobs).fit(X)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     ids, scores = rec.recommend(X, k=args.k)
     elapsed = time.perf_counter() - start
@@ -228,7 +228,7 @@ def main(argv=None):
     print(
         f"\npeak RSS of recommend, {rss['users']} users x {args.n_items} items, top-{args.k}, "
         f"in a fresh process: {rss['peak_rss_mib']:.0f} MiB "
-        f"(process before the call: {rss['rss_before_mib']:.0f} MiB)"
+        f"(peak before the call, after imports, data and fit: {rss['rss_before_mib']:.0f} MiB)"
     )
     path = write_json("speed.json", {"args": vars(args), "rows": rows, "rss": rss})
     print(f"wrote {path}")
