@@ -52,6 +52,9 @@ _EXTERNAL_CLASSES = {
     "sklearn.frozen.FrozenEstimator": ("sklearn.frozen", "FrozenEstimator"),
 }
 _SKFEWREC_PATH = re.compile(r"^skfewrec(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+#: strings longer than this are stored as members of their own
+_LONG_TEXT = 4096
+_LIGHTGBM_HEADER = "tree\nversion="
 # the root estimator's attribute holding the bundle's id maps (see ``load``)
 _ENCODER_ATTR = "encoder_"
 
@@ -117,6 +120,12 @@ class _Encoder:
 
     def value(self, value, where):
         """The JSON form of one parameter or attribute value."""
+        if isinstance(value, str) and len(value) > _LONG_TEXT:
+            # long texts (a LightGBM model) are members of their own, readable as such
+            folder = "lightgbm" if value.startswith(_LIGHTGBM_HEADER) else "text"
+            name = f"{folder}/{len(self.texts)}.txt"
+            self.texts[name] = value
+            return {"__text__": name}
         if value is None or isinstance(value, bool | str):
             return value
         if isinstance(value, np.bool_):
@@ -665,6 +674,11 @@ class _Decoder:
             return {"bool": bool, "int": int, "float": float, "str": str, "complex": complex}[
                 value["__builtin_type__"]
             ]
+        if "__text__" in value:
+            text = self.members.get(value["__text__"])
+            if text is None:
+                raise BundleError(f"{self.label}: member {value['__text__']!r} is missing.")
+            return text.decode("utf-8")
         if "__lightgbm_booster__" in value:
             import lightgbm
 

@@ -1,0 +1,773 @@
+"""The ``skfewrec`` command line: fit, recommend, evaluate, demo, serve.
+
+Exit codes: 0 success; 2 usage error (bad options, a missing input file, a column
+name not in the file); 1 failure while running (bad values in the data, a corrupt
+bundle, unknown ids under the "error" policy). Errors print one line to stderr,
+``skfewrec <command>: error: <what was wrong and how to fix it>``, without a
+traceback (``--traceback`` shows it).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+_MODELS = ("closed-form", "gradient", "rerank")
+_EVAL_MODELS = (
+    "most-popular",
+    "item-knn",
+    "ease",
+    "implicit",
+    "closed-form",
+    "closed-form-mean",
+    "closed-form-gaussian",
+    "gradient",
+    "rerank",
+)
+
+
+class UsageError(Exception):
+    """A mistake in the command line itself: exit code 2."""
+
+
+def _show_warning(command):
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{command}: warning: {_one_line(message)}", file=sys.stderr)
+
+    return show
+
+
+def _log(args, message):
+    if not args.quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ reading logs
+def _read_log(path, columns, *, sep=None, header_only=False):
+    """Read the named columns of a CSV/TSV/Parquet interaction log (or its column names)."""
+    import pandas as pd
+
+    path = Path(path)
+    wanted = [c for c in dict.fromkeys(columns) if c is not None]
+    name = path.name.lower()
+    is_parquet = name.endswith((".parquet", ".pq"))
+    if sep is None:
+        sep = "\t" if any(name.endswith(s) for s in (".tsv", ".tsv.gz", ".tab")) else ","
+    try:
+        if is_parquet:
+            import pyarrow.parquet as pq
+
+            present = pq.read_schema(path).names
+        else:
+            present = list(pd.read_csv(path, sep=sep, nrows=0).columns)
+    except (ValueError, OSError, ImportError) as exc:
+        raise UsageError(
+            f"cannot read {str(path)!r} as a {'Parquet' if is_parquet else 'CSV'} "
+            f"file: {_one_line(exc)}"
+        ) from None
+    if header_only:
+        return present
+    missing = [c for c in wanted if c not in present]
+    if missing:
+        raise UsageError(
+            f"column(s) {', '.join(map(repr, missing))} not found in {path.name}; its columns "
+            f"are {', '.join(map(str, present[:12]))}{', ...' if len(present) > 12 else ''}. "
+            "Set --user-col, --item-col, --value-col and --time-col to the file's names."
+        )
+    if is_parquet:
+        return pd.read_parquet(path, columns=wanted)
+    try:
+        return pd.read_csv(path, sep=sep, usecols=wanted)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise ValueError(f"cannot parse {path.name}: {_one_line(exc)}") from None
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split())
+
+
+def _filter_values(df, args):
+    if args.value_col is None:
+        return df
+    import pandas as pd
+
+    if not pd.api.types.is_numeric_dtype(df[args.value_col]):
+        raise ValueError(
+            f"column {args.value_col!r} must hold numbers (counts, ratings), it has dtype "
+            f"{df[args.value_col].dtype}; pick another --value-col or omit it to count events."
+        )
+    if getattr(args, "min_value", None) is not None:
+        df = df[df[args.value_col] >= args.min_value]
+        if df.empty:
+            raise ValueError(f"no interaction has {args.value_col} >= {args.min_value}.")
+    if getattr(args, "binarize", False):
+        df = df.assign(**{args.value_col: 1.0})
+    return df
+
+
+def _match_id_type(series, ids):
+    """Cast a column of raw ids to the type of the fitted ids (CSV files guess types)."""
+    import numpy as np
+    import pandas as pd
+
+    if ids.dtype.kind in "iu" and not pd.api.types.is_integer_dtype(series):
+        as_num = pd.to_numeric(series, errors="coerce")
+        ok = as_num.notna() & (as_num == np.floor(as_num))
+        return as_num.where(ok).astype("Int64").astype(object).where(ok, series)
+    if ids.dtype.kind in "OU" and len(ids) and isinstance(ids[0], str):
+        return series.astype(str)
+    return series
+
+
+# ------------------------------------------------------------------ models
+def _factors(args):
+    from . import ALSFactors
+
+    return ALSFactors(
+        n_components=args.n_components,
+        regularization=args.regularization,
+        confidence_scale=args.confidence_scale,
+        max_iter=args.max_iter,
+        random_state=args.random_state,
+        n_jobs=args.n_jobs,
+        show_progress=not args.quiet,
+    )
+
+
+def _build_model(kind, factors, args):
+    from . import EASE, ClosedFormFoldIn, ImplicitFoldIn, ItemKNN, MostPopular
+
+    prior = getattr(args, "prior", "gaussian")
+    strength = args.prior_strength
+    if kind == "closed-form":
+        return ClosedFormFoldIn(
+            factors=factors, prior=prior, prior_strength=strength, n_jobs=args.n_jobs
+        )
+    if kind.startswith("closed-form-"):
+        return ClosedFormFoldIn(
+            factors=factors, prior=kind.split("-")[-1], prior_strength=strength, n_jobs=args.n_jobs
+        )
+    if kind == "gradient":
+        from . import GradientFoldIn
+
+        return GradientFoldIn(
+            factors=factors,
+            prior=prior if prior != "none" else "gaussian",
+            prior_strength=strength,
+            random_state=args.random_state,
+            n_jobs=args.n_jobs,
+            show_progress=not args.quiet,
+        )
+    if kind == "rerank":
+        from . import LightGBMReranker
+
+        candidates = ClosedFormFoldIn(
+            factors=factors, prior=prior, prior_strength=strength, n_jobs=args.n_jobs
+        )
+        return LightGBMReranker(
+            candidates=candidates, random_state=args.random_state, n_jobs=args.n_jobs
+        )
+    if kind == "most-popular":
+        return MostPopular()
+    if kind == "item-knn":
+        return ItemKNN(n_jobs=args.n_jobs)
+    if kind == "ease":
+        return EASE(n_jobs=args.n_jobs)
+    if kind == "implicit":
+        return ImplicitFoldIn(factors=factors, n_jobs=args.n_jobs)
+    raise UsageError(f"unknown model {kind!r}")  # pragma: no cover - argparse choices
+
+
+# ------------------------------------------------------------------ commands
+def cmd_fit(args):
+    """Fit a model on an interaction log and save it, with its id maps, as a bundle."""
+    from ._persistence import save
+    from .preprocessing import InteractionEncoder
+
+    t0 = time.perf_counter()
+    df = _read_log(
+        args.log, [args.user_col, args.item_col, args.value_col, args.time_col], sep=args.sep
+    )
+    df = _filter_values(df, args)
+    encoder = InteractionEncoder(
+        user_col=args.user_col,
+        item_col=args.item_col,
+        # binarised values are event counts: new users' logs need no value column
+        value_col=None if args.binarize else args.value_col,
+        time_col=args.time_col,
+        handle_unknown=args.handle_unknown,
+    )
+    X = encoder.fit_transform(df)
+    _log(args, f"read {len(df)} interactions: {X.shape[0]} users x {X.shape[1]} items")
+    model = _build_model(args.model, _factors(args), args)
+    fit_kwargs = {}
+    if args.model == "rerank" and args.time_col is not None:
+        fit_kwargs["timestamps"] = encoder.encode_timestamps(df)[0]
+    del df
+    model.fit(X, **fit_kwargs)
+    path = save(model, args.output, encoder=encoder)
+    _log(args, f"fitted {type(model).__name__} in {time.perf_counter() - t0:.1f} s -> {path}")
+    return 0
+
+
+def _output_format(args):
+    if args.format is not None:
+        return args.format
+    name = str(args.output).lower()
+    return "jsonl" if name.endswith((".jsonl", ".json", ".ndjson")) else "csv"
+
+
+def cmd_recommend(args):
+    """Top-k for new users from their interactions, with the original ids, in chunks."""
+    import numpy as np
+    import pandas as pd
+
+    from ._persistence import load
+
+    model = load(args.bundle)
+    encoder = getattr(model, "encoder_", None)
+    if encoder is None:
+        raise ValueError(
+            f"the bundle {args.bundle} has no id maps; fit it with `skfewrec fit` or save it "
+            "with skfewrec.save(model, path, encoder=encoder) to recommend from raw ids."
+        )
+    user_col = args.user_col or encoder.user_col
+    item_col = args.item_col or encoder.item_col
+    value_col = args.value_col if args.value_col is not None else encoder.value_col
+    if args.no_values:
+        value_col = None
+    if args.value_col is None and value_col is not None:
+        present = _read_log(args.log, [user_col, item_col], sep=args.sep, header_only=True)
+        if value_col not in present:
+            raise UsageError(
+                f"the model was fitted with values from column {value_col!r}, which "
+                f"{Path(args.log).name} lacks; pass --value-col NAME, or --no-values to count "
+                "each event as 1"
+            )
+    if args.min_value is not None and value_col is None:
+        raise UsageError("--min-value needs a value column (--value-col)")
+    df = _read_log(args.log, [user_col, item_col, value_col], sep=args.sep)
+    if args.min_value is not None:
+        df = _filter_values(df, argparse.Namespace(value_col=value_col, min_value=args.min_value))
+    df[item_col] = _match_id_type(df[item_col], encoder.item_ids_)
+    encoder = encoder.set_params(user_col=user_col, item_col=item_col, value_col=value_col)
+    if args.handle_unknown is not None:
+        encoder.set_params(handle_unknown=args.handle_unknown)
+    X, users = encoder.encode(df)
+    del df
+    k = min(args.k, X.shape[1])
+    exclude = None
+    if args.exclude:
+        exclude = encoder.item_index(_match_id_type(pd.Series(args.exclude), encoder.item_ids_))
+        exclude = exclude[exclude >= 0]
+    fmt = _output_format(args)
+    out = sys.stdout if args.output == "-" else open(args.output, "w", newline="")  # noqa: SIM115
+    n_rows = 0
+    try:
+        from tqdm import tqdm
+
+        chunks = range(0, X.shape[0], args.chunk_size)
+        bar = tqdm(total=X.shape[0], unit="user", disable=args.quiet, file=sys.stderr)
+        if fmt == "csv":
+            out.write("user,rank,item,score\n")
+        for start in chunks:
+            stop = min(start + args.chunk_size, X.shape[0])
+            ids, scores = model.recommend(
+                X[start:stop], k=k, filter_seen=not args.no_filter_seen, exclude=exclude
+            )
+            n_rows += _write_chunk(out, fmt, users[start:stop], ids, scores, encoder, np)
+            bar.update(stop - start)
+        bar.close()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    _log(args, f"recommended {k} items to {X.shape[0]} users ({n_rows} rows) -> {args.output}")
+    return 0
+
+
+def _write_chunk(out, fmt, users, ids, scores, encoder, np):
+    valid = ids >= 0
+    if fmt == "csv":
+        import pandas as pd
+
+        n, k = ids.shape
+        rows, ranks = np.nonzero(valid)
+        frame = pd.DataFrame(
+            {
+                "user": users[rows],
+                "rank": ranks + 1,
+                "item": encoder.item_ids_[ids[rows, ranks]],
+                "score": scores[rows, ranks],
+            }
+        )
+        frame.to_csv(out, header=False, index=False, float_format="%.6g")
+        return len(frame)
+    raw = encoder.item_ids_
+    lines = []
+    for user, top, top_scores, keep in zip(users.tolist(), ids, scores, valid):
+        lines.append(
+            json.dumps(
+                {
+                    "user": user,
+                    "items": raw[top[keep]].tolist(),
+                    "scores": [round(float(s), 6) for s in top_scores[keep]],
+                }
+            )
+        )
+    out.write("\n".join(lines) + "\n")
+    return len(lines)
+
+
+def _evaluation_data(args):
+    from .datasets import load_movielens, make_interactions
+    from .preprocessing import InteractionEncoder
+
+    spec = args.data
+    if spec.startswith("synthetic"):
+        users, items = 2000, 500
+        if ":" in spec:
+            try:
+                users, items = (int(v) for v in spec.split(":", 1)[1].lower().split("x"))
+            except ValueError:
+                raise UsageError(
+                    f"--data {spec!r}: write synthetic:USERSxITEMS, e.g. synthetic:2000x500"
+                ) from None
+        return f"synthetic {users}x{items}", make_interactions(
+            n_users=users, n_items=items, random_state=args.random_state
+        ).X
+    path = Path(spec)
+    if path.is_dir():
+        data = load_movielens(path, min_rating=args.min_value, binarize=True)
+        return path.name, data.X
+    if not path.is_file():
+        raise UsageError(
+            f"--data {spec!r} does not exist (a MovieLens folder, a log file, "
+            "or synthetic[:USERSxITEMS])"
+        )
+    df = _filter_values(
+        _read_log(path, [args.user_col, args.item_col, args.value_col], sep=args.sep), args
+    )
+    enc = InteractionEncoder(
+        user_col=args.user_col, item_col=args.item_col, value_col=args.value_col
+    )
+    return path.name, enc.fit_transform(df)
+
+
+def cmd_evaluate(args):
+    """The few-shot curve of several models on held-out users: table, CSV and PNG plot."""
+    import pandas as pd
+    from sklearn.frozen import FrozenEstimator
+
+    from .model_selection import fewshot_curve, train_test_split_users
+
+    name, X = _evaluation_data(args)
+    warm, new = train_test_split_users(X, test_size=args.test_size, random_state=args.random_state)
+    _log(
+        args,
+        f"{name}: {X.shape[0]} users x {X.shape[1]} items, {X.nnz} interactions; "
+        f"{warm.shape[0]} warm users, {new.shape[0]} new users",
+    )
+    factors = None
+    curves = {}
+    for kind in args.models:
+        t0 = time.perf_counter()
+        if factors is None and kind not in ("most-popular", "item-knn", "ease"):
+            factors = FrozenEstimator(_factors(args).fit(warm))
+        model = _build_model(kind, factors, args).fit(warm)
+        curve = fewshot_curve(
+            model,
+            new,
+            n_shots=args.n_shots,
+            k=args.k,
+            min_query=args.min_query,
+            metrics=("ndcg", "recall"),
+            random_state=args.random_state,
+        )
+        curves[kind] = curve
+        _log(args, f"  {kind}: {time.perf_counter() - t0:.1f} s")
+    table = pd.concat(curves, names=["model"]).reset_index()
+    wide = table.pivot(index="n_shots", columns="model", values="ndcg")[list(curves)]
+    print(f"NDCG@{args.k} on new users of {name}, by number of shots:")
+    print(wide.round(4).to_string())
+    recall = table.pivot(index="n_shots", columns="model", values="recall")[list(curves)]
+    print(f"\nRecall@{args.k}:")
+    print(recall.round(4).to_string())
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        _log(args, f"curve table -> {args.csv}")
+    if args.plot:
+        _plot_curves(table, args, name)
+        _log(args, f"plot -> {args.plot}")
+    return 0
+
+
+def _plot_curves(table, args, name):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError(
+            "the plot needs matplotlib: pip install 'skfewrec[plot]', or pass --no-plot"
+        ) from None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for ax, metric in zip(axes, ("ndcg", "recall")):
+        for model, rows in table.groupby("model", sort=False):
+            ax.plot(rows["n_shots"], rows[metric], marker="o", label=model)
+        ax.set_xlabel("shots (interactions of the new user)")
+        ax.set_ylabel(f"{metric.upper() if metric == 'ndcg' else 'Recall'}@{args.k}")
+        ax.set_xticks(sorted(table["n_shots"].unique()))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Few-shot curve on {name} (new users)")
+    fig.savefig(args.plot, dpi=120)
+    plt.close(fig)
+
+
+def cmd_demo(args, extra):
+    """Run the demo (``skfewrec._demo.main``)."""
+    from ._demo import main as demo_main
+
+    argv = list(extra)
+    if args.quiet and "--quiet" not in argv:
+        argv.append("--quiet")
+    return demo_main(argv) or 0
+
+
+def cmd_serve(args):
+    """Serve a bundle over HTTP."""
+    from ._persistence import read_metadata
+    from .serve import run
+
+    try:
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "serving needs fastapi and uvicorn: pip install 'skfewrec[serve]'"
+        ) from None
+    name = read_metadata(args.bundle)["estimator"]["class"].rsplit(".", 1)[-1]
+    _log(
+        args,
+        f"serving {name} from {args.bundle} on http://{args.host}:{args.port} with "
+        f"{args.workers} worker(s) (Ctrl-C stops)",
+    )
+    run(
+        args.bundle,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        max_k=args.max_k,
+        max_shots=args.max_shots,
+        max_batch=args.max_batch,
+        max_body_bytes=args.max_body_bytes,
+    )
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _nonneg_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def _existing(text):
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"{text!r} does not exist")
+    return text
+
+
+def _model_options(p, *, default_prior):
+    g = p.add_argument_group("model")
+    g.add_argument("--n-components", type=_positive_int, default=64, help="latent factors (64)")
+    g.add_argument(
+        "--regularization", type=_nonneg_float, default=0.1, help="ALS ridge lambda (0.1)"
+    )
+    g.add_argument(
+        "--confidence-scale",
+        type=_nonneg_float,
+        default=2.0,
+        help="confidence = scale * value (2.0)",
+    )
+    g.add_argument("--max-iter", type=_positive_int, default=15, help="ALS sweeps (15)")
+    g.add_argument(
+        "--prior",
+        choices=("none", "mean", "gaussian"),
+        default=default_prior,
+        help=f"prior of the fold-in ({default_prior})",
+    )
+    g.add_argument(
+        "--prior-strength", type=_nonneg_float, default=0.1, help="weight of the prior (0.1)"
+    )
+    g.add_argument("--random-state", type=int, default=0, help="seed (0)")
+    g.add_argument(
+        "--n-jobs",
+        type=int,
+        default=None,
+        help="threads for BLAS and implicit (default: 1 for BLAS)",
+    )
+
+
+def _column_options(p, *, defaults):
+    g = p.add_argument_group("columns of the log")
+    g.add_argument(
+        "--user-col",
+        default=defaults,
+        help="user id column" + (" (user)" if defaults else " (default: as in the bundle)"),
+    )
+    g.add_argument(
+        "--item-col",
+        default=defaults and "item",
+        help="item id column" + (" (item)" if defaults else " (default: as in the bundle)"),
+    )
+    g.add_argument(
+        "--value-col", default=None, help="interaction value column (default: each event counts 1)"
+    )
+    g.add_argument("--sep", default=None, help="CSV separator (default: ',' or tab for .tsv)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line (and exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser():
+    """The argparse parser of ``skfewrec`` (for docs and tests)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress or messages")
+    common.add_argument(
+        "--traceback", action="store_true", help="show the full traceback on errors"
+    )
+    from . import __version__
+
+    parser = _Parser(
+        prog="skfewrec",
+        description="Few-shot recommendation for new users: fit, recommend, evaluate, serve.",
+        epilog="Exit codes: 0 ok, 1 failure while running, 2 usage error.",
+    )
+    parser.add_argument("--version", action="version", version=f"skfewrec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "fit",
+        parents=[common],
+        help="fit a model on a log, save a bundle",
+        description=cmd_fit.__doc__,
+    )
+    p.add_argument("log", type=_existing, help="interaction log: CSV, TSV or Parquet")
+    p.add_argument(
+        "-o", "--output", required=True, help="bundle to write: NAME.zip (one file) or a directory"
+    )
+    _column_options(p, defaults="user")
+    p.add_argument("--time-col", default=None, help="event time column (used by rerank)")
+    p.add_argument(
+        "--min-value",
+        type=float,
+        default=None,
+        help="keep interactions with value >= this (e.g. 4 for 4+ star ratings)",
+    )
+    p.add_argument("--binarize", action="store_true", help="count every kept interaction as 1")
+    p.add_argument(
+        "--handle-unknown",
+        choices=("ignore", "error"),
+        default="ignore",
+        help="what recommend/serve do with item ids the model does not know (ignore)",
+    )
+    p.add_argument("--model", choices=_MODELS, default="closed-form", help="closed-form")
+    _model_options(p, default_prior="gaussian")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser(
+        "recommend",
+        parents=[common],
+        help="top-k for new users from a bundle",
+        description=cmd_recommend.__doc__,
+    )
+    p.add_argument("bundle", type=_existing, help="model bundle (from `skfewrec fit`)")
+    p.add_argument("log", type=_existing, help="the new users' interactions: CSV/TSV/Parquet")
+    p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    p.add_argument("-k", type=_positive_int, default=10, help="items per user (10)")
+    p.add_argument(
+        "--format",
+        choices=("csv", "jsonl"),
+        default=None,
+        help="csv (user,rank,item,score) or jsonl; default from the output name",
+    )
+    _column_options(p, defaults=None)
+    p.add_argument(
+        "--no-values", action="store_true", help="ignore the value column: every event counts 1"
+    )
+    p.add_argument(
+        "--min-value",
+        type=float,
+        default=None,
+        help="keep interactions with value >= this (as at fit time)",
+    )
+    p.add_argument(
+        "--exclude", nargs="+", default=None, metavar="ITEM", help="item ids never to recommend"
+    )
+    p.add_argument(
+        "--no-filter-seen",
+        action="store_true",
+        help="allow recommending items the user already has",
+    )
+    p.add_argument(
+        "--handle-unknown",
+        choices=("ignore", "error"),
+        default=None,
+        help="override the bundle's policy for unknown item ids",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=4096,
+        help="users scored at once; bounds memory (4096)",
+    )
+    p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        help="few-shot curve on a dataset",
+        description=cmd_evaluate.__doc__,
+    )
+    p.add_argument(
+        "--data", required=True, help="a MovieLens folder, a log file, or synthetic[:USERSxITEMS]"
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        choices=_EVAL_MODELS,
+        default=["most-popular", "closed-form", "closed-form-gaussian"],
+    )
+    p.add_argument("--n-shots", nargs="+", type=int, default=[1, 3, 5, 10, 20])
+    p.add_argument("-k", type=_positive_int, default=20, help="cut-off (20)")
+    p.add_argument("--min-query", type=_positive_int, default=5, help="held-out items (5)")
+    p.add_argument("--test-size", type=float, default=0.2, help="fraction of new users (0.2)")
+    p.add_argument(
+        "--min-value", type=float, default=4.0, help="positives: ratings/values >= this (4)"
+    )
+    _column_options(p, defaults="user")
+    p.add_argument("--plot", default="fewshot_curve.png", help="PNG plot (fewshot_curve.png)")
+    p.add_argument("--no-plot", dest="plot", action="store_const", const=None)
+    p.add_argument("--csv", default=None, help="also write the curve table as CSV")
+    _model_options(p, default_prior="none")
+    p.set_defaults(func=cmd_evaluate, binarize=True)
+
+    p = sub.add_parser("demo", parents=[common], help="the demo (`make demo`)", add_help=False)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="HTTP scoring service for a bundle",
+        description=cmd_serve.__doc__,
+    )
+    p.add_argument("bundle", type=_existing, help="model bundle (from `skfewrec fit`)")
+    p.add_argument("--host", default="127.0.0.1", help="interface (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (8000)")
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="worker processes, each with a copy of the model (1)",
+    )
+    p.add_argument("--max-k", type=_positive_int, default=100, help="largest k (100)")
+    p.add_argument(
+        "--max-shots",
+        type=_positive_int,
+        default=1000,
+        help="most items in one user's request (1000)",
+    )
+    p.add_argument(
+        "--max-batch", type=_positive_int, default=256, help="most users in one batch request (256)"
+    )
+    p.add_argument(
+        "--max-body-bytes", type=_positive_int, default=1 << 20, help="largest request body (1 MiB)"
+    )
+    p.add_argument(
+        "--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug")
+    )
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv=None):
+    """Run ``skfewrec`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        The arguments after the program name.
+
+    Returns
+    -------
+    code : int
+        0 success, 1 failure while running, 2 usage error.
+
+    Examples
+    --------
+    >>> from skfewrec.cli import main
+    >>> main(["recommend", "no-such-bundle.zip", "new_users.csv"])
+    2
+    """
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+    except SystemExit as exc:  # argparse printed the usage and the error
+        return exc.code if isinstance(exc.code, int) else 2
+    command = f"skfewrec {args.command}"
+    if extra and args.command != "demo":
+        print(f"{command}: error: unrecognized arguments: {' '.join(extra)}", file=sys.stderr)
+        return 2
+    shown = warnings.showwarning
+    try:
+        warnings.showwarning = _show_warning(command)
+        if args.command == "demo":
+            return cmd_demo(args, extra)
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.traceback:
+            raise
+        from ._persistence import BundleError
+
+        code = 2 if isinstance(exc, UsageError) else 1
+        expected = (UsageError, BundleError, ValueError, TypeError, OSError, ImportError)
+        detail = _one_line(exc) or type(exc).__name__
+        if not isinstance(exc, expected):
+            detail = f"internal error {type(exc).__name__}: {detail} (--traceback shows where)"
+        print(f"{command}: error: {detail}", file=sys.stderr)
+        return code
+    finally:
+        warnings.showwarning = shown
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,602 @@
+"""HTTP scoring service: a FastAPI app around a model bundle, run by uvicorn.
+
+Needs the optional extra ``pip install skfewrec[serve]`` (fastapi, uvicorn); both
+are imported only when an app is built.
+
+Endpoints
+---------
+``POST /recommend``
+    ``{"items": [raw ids], "values": [numbers] (optional), "k": 10,
+    "exclude": [raw ids] (optional), "filter_seen": true}`` ->
+    ``{"items": [raw ids], "scores": [floats], "unknown": [raw ids]}``.
+``POST /recommend/batch``
+    ``{"users": [<a /recommend body>, ...]}`` -> ``{"results": [<a /recommend answer>, ...]}``.
+``GET /health``
+    ``{"status": "ok"}`` once the model is loaded.
+``GET /model``
+    What is being served: class, parameters, catalogue size, id policy, limits.
+
+Requests arriving while the model is busy are scored together in one batched
+call (dynamic batching, no added wait), so throughput grows with concurrency.
+Every bad request gets a 4xx answer ``{"detail": "<what was wrong and how to fix
+it>"}``: malformed JSON (400), a body over the size limit (413), wrong types, a
+``k`` or a number of shots over the limits, unknown ids under the bundle's
+``handle_unknown="error"`` policy (422).
+"""
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.sparse as sp
+
+#: default limits of a service (each is a keyword of :func:`create_app`)
+DEFAULT_LIMITS = {
+    "max_k": 100,
+    "max_shots": 1000,
+    "max_batch": 256,
+    "max_body_bytes": 1 << 20,
+}
+_N_SHOWN = 5
+
+
+class RequestError(ValueError):
+    """A request the service refuses, with the HTTP status to answer."""
+
+    def __init__(self, message, status=422):
+        super().__init__(message)
+        self.status = status
+
+
+def _shown(values):
+    values = list(values)
+    text = ", ".join(json.dumps(v) for v in values[:_N_SHOWN])
+    return text + (", ..." if len(values) > _N_SHOWN else "")
+
+
+class ItemMap:
+    """Raw item ids <-> column indices for the service (or plain indices without ids).
+
+    Parameters
+    ----------
+    n_items : int
+        The catalogue size of the model.
+    encoder : InteractionEncoder, default=None
+        The bundle's id maps. None: items are column indices ``0..n_items-1`` and an
+        out-of-range index is an error.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skfewrec.preprocessing import InteractionEncoder
+    >>> from skfewrec.serve import ItemMap
+    >>> enc = InteractionEncoder().fit(pd.DataFrame({"user": [1, 1], "item": [30, 10]}))
+    >>> m = ItemMap(2, enc)
+    >>> m.index([30, "10"], name="items")
+    (array([1, 0]), [])
+    >>> m.raw([0, 1])
+    [10, 30]
+    """
+
+    def __init__(self, n_items, encoder=None):
+        self.n_items = int(n_items)
+        self.encoder = encoder
+        self.policy = "error" if encoder is None else encoder.handle_unknown
+        if encoder is None:
+            self._ids = None
+            self._lookup = None
+            return
+        ids = encoder.item_ids_
+        self._ids = ids.tolist()  # python values: JSON-ready
+        lookup = {raw: j for j, raw in enumerate(self._ids)}
+        # ids typed the other way round in JSON ("42" for 42, or 42 for "42") also match
+        lookup.update({str(raw): j for j, raw in enumerate(self._ids) if not isinstance(raw, str)})
+        if ids.dtype == object or ids.dtype.kind == "U":
+            lookup.update({int(raw): j for j, raw in enumerate(self._ids) if _is_int_text(raw)})
+        self._lookup = lookup
+
+    def index(self, ids, *, name, policy=None):
+        """Column indices of raw ids, and the unknown ids (dropped under "ignore")."""
+        policy = self.policy if policy is None else policy
+        if self._lookup is None:
+            idx = np.fromiter((i if isinstance(i, int) else -1 for i in ids), np.int64, len(ids))
+            bad = (idx < 0) | (idx >= self.n_items)
+            unknown = [ids[i] for i in np.flatnonzero(bad)]
+        else:
+            get = self._lookup.get
+            idx = np.fromiter((get(i, -1) for i in ids), np.int64, len(ids))
+            bad = idx < 0
+            unknown = [ids[i] for i in np.flatnonzero(bad)] if bad.any() else []
+        if unknown and policy == "error":
+            what = (
+                "item id(s) not in the model's catalogue"
+                if self._lookup is not None
+                else f"item indices outside [0, {self.n_items}) (this bundle has no id maps)"
+            )
+            raise RequestError(
+                f"{name} has {len(unknown)} {what}: {_shown(unknown)}. Send ids the model "
+                "was trained on (GET /model describes it)."
+            )
+        return idx, unknown
+
+    def raw(self, indices):
+        """Raw ids of column indices (JSON-ready Python values)."""
+        if self._ids is None:
+            return [int(i) for i in indices]
+        ids = self._ids
+        return [ids[i] for i in indices]
+
+
+def _is_int_text(value):
+    return isinstance(value, str) and value.strip().lstrip("-").isdigit()
+
+
+class Scorer:
+    """Turns parsed requests into recommendations with one batched model call.
+
+    Parameters
+    ----------
+    estimator : fitted recommender
+        Anything with ``recommend(X, k, *, filter_seen)`` and ``n_features_in_``;
+        its ``encoder_`` (from a bundle) gives the id maps.
+    max_k, max_shots : int
+        Limits of a request (see :func:`create_app`).
+    """
+
+    def __init__(self, estimator, *, max_k, max_shots):
+        self.estimator = estimator
+        self.n_items = int(estimator.n_features_in_)
+        self.items = ItemMap(self.n_items, getattr(estimator, "encoder_", None))
+        self.max_k = max_k
+        self.max_shots = max_shots
+
+    def parse(self, body, where="body"):
+        """Check one user's request (a dict from JSON) and map its ids; raises RequestError."""
+        if not isinstance(body, dict):
+            raise RequestError(f'{where} must be a JSON object like {{"items": [...], "k": 10}}.')
+        extra = set(body) - {"items", "values", "k", "exclude", "filter_seen"}
+        if extra:
+            raise RequestError(
+                f"{where} has unknown field(s) {_shown(sorted(extra))}; the fields are items, "
+                "values, k, exclude and filter_seen."
+            )
+        items = body.get("items")
+        if not isinstance(items, list):
+            raise RequestError(
+                f"{where}.items must be a list of the user's item ids (the shots), got "
+                f"{type(items).__name__ if items is not None else 'nothing'}."
+            )
+        if len(items) > self.max_shots:
+            raise RequestError(
+                f"{where}.items has {len(items)} shots, more than this service's limit of "
+                f"{self.max_shots} (--max-shots); send the user's most recent ones.",
+                status=413,
+            )
+        _check_ids(items, f"{where}.items")
+        values = body.get("values")
+        if values is None:
+            values = np.ones(len(items), dtype=np.float32)
+        else:
+            if not isinstance(values, list) or len(values) != len(items):
+                raise RequestError(
+                    f"{where}.values must be a list of numbers as long as items "
+                    f"({len(items)}), got "
+                    + (f"{len(values)}" if isinstance(values, list) else type(values).__name__)
+                    + "."
+                )
+            if not all(
+                isinstance(v, int | float)
+                and not isinstance(v, bool)
+                and math.isfinite(v)
+                and v >= 0
+                for v in values
+            ):
+                raise RequestError(
+                    f"{where}.values must hold finite numbers >= 0 (confidences: counts, "
+                    "ratings), one per item."
+                )
+            values = np.asarray(values, dtype=np.float32)
+        k = body.get("k", 10)
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise RequestError(f"{where}.k must be an integer >= 1, got {json.dumps(k)}.")
+        if k > self.max_k:
+            raise RequestError(
+                f"{where}.k={k} is larger than this service's limit of {self.max_k} (--max-k)."
+            )
+        if k > self.n_items:
+            raise RequestError(
+                f"{where}.k={k} is larger than the catalogue ({self.n_items} items)."
+            )
+        exclude = body.get("exclude") or []
+        if not isinstance(exclude, list):
+            raise RequestError(f"{where}.exclude must be a list of item ids.")
+        if len(exclude) > self.n_items + self.max_shots:
+            raise RequestError(f"{where}.exclude is longer than the catalogue.", status=413)
+        _check_ids(exclude, f"{where}.exclude")
+        filter_seen = body.get("filter_seen", True)
+        if not isinstance(filter_seen, bool):
+            raise RequestError(f"{where}.filter_seen must be true or false.")
+        idx, unknown = self.items.index(items, name=f"{where}.items")
+        known = idx >= 0
+        # excluding an item the model does not know is a no-op, never an error
+        ex_idx, _ = self.items.index(exclude, name=f"{where}.exclude", policy="ignore")
+        return {
+            "indices": idx[known],
+            "values": values[known],
+            "k": k,
+            "exclude": np.unique(ex_idx[ex_idx >= 0]),
+            "filter_seen": filter_seen,
+            "unknown": unknown,
+        }
+
+    def score(self, users):
+        """Recommendations for parsed users, in one model call per filter_seen value."""
+        results = [None] * len(users)
+        for flag in (True, False):
+            rows = [i for i, u in enumerate(users) if u["filter_seen"] is flag]
+            if rows:
+                self._score_group([users[i] for i in rows], flag, rows, results)
+        return results
+
+    def _score_group(self, users, filter_seen, rows, results):
+        lengths = np.array([u["indices"].size for u in users])
+        indptr = np.zeros(len(users) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        X = sp.csr_matrix(
+            (
+                np.concatenate([u["values"] for u in users]),
+                np.concatenate([u["indices"] for u in users]),
+                indptr,
+            ),
+            shape=(len(users), self.n_items),
+            dtype=np.float32,
+        )
+        X.sum_duplicates()
+        X.eliminate_zeros()
+        # one top-k for the batch: deep enough for every user's k plus their exclusions
+        depth = min(self.n_items, max(u["k"] + u["exclude"].size for u in users))
+        ids, scores = self.estimator.recommend(X, k=depth, filter_seen=filter_seen)
+        for row, user, top, top_scores in zip(rows, users, ids, scores):
+            keep = top >= 0
+            if user["exclude"].size:
+                keep &= ~np.isin(top, user["exclude"])
+            top, top_scores = top[keep][: user["k"]], top_scores[keep][: user["k"]]
+            results[row] = {
+                "items": self.items.raw(top.tolist()),
+                "scores": [float(s) for s in top_scores.tolist()],
+                "unknown": user["unknown"],
+            }
+
+
+def _check_ids(ids, where):
+    for i in ids:
+        if isinstance(i, bool) or not isinstance(i, int | str):
+            raise RequestError(
+                f"{where} must hold item ids as strings or integers, got {json.dumps(i)}."
+            )
+
+
+class _Batcher:
+    """Scores concurrent requests together: whatever is waiting when the model frees up."""
+
+    def __init__(self, scorer, max_batch):
+        self.scorer = scorer
+        self.max_batch = max_batch
+        self._pending = []
+        self._running = False
+        # one scoring thread: the event loop keeps reading requests meanwhile
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="skfewrec-score")
+
+    async def submit(self, users):
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in users]
+        self._pending.extend(zip(users, futures))
+        if not self._running:
+            self._running = True
+            loop.create_task(self._drain())
+        return await asyncio.gather(*futures)
+
+    async def _drain(self):
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                users = [user for user, _ in batch]
+                try:
+                    results = await loop.run_in_executor(self._executor, self.scorer.score, users)
+                except Exception as exc:  # a model failure answers every waiting request
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                for (_, fut), result in zip(batch, results):
+                    if not fut.done():
+                        fut.set_result(result)
+        finally:
+            self._running = False
+
+    def close(self):
+        self._executor.shutdown(wait=False)
+
+
+def _describe(estimator, bundle_path, limits, items):
+    def jsonable(value):
+        if value is None or isinstance(value, bool | int | float | str):
+            return value
+        return repr(value)
+
+    params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
+    item_factors = getattr(estimator, "item_factors_", None)
+    from . import __version__
+
+    return {
+        "class": type(estimator).__name__,
+        "params": {k: jsonable(v) for k, v in params.items()},
+        "n_items": items.n_items,
+        "n_components": None if item_factors is None else int(item_factors.shape[1]),
+        "id_maps": items.encoder is not None,
+        "unknown_ids": items.policy,
+        "limits": limits,
+        "bundle": None if bundle_path is None else os.fspath(bundle_path),
+        "skfewrec_version": __version__,
+    }
+
+
+def create_app(model, **limits):
+    """Build the FastAPI app serving a model bundle.
+
+    Parameters
+    ----------
+    model : str, path-like or fitted recommender
+        A bundle path (loaded with :func:`skfewrec.load`) or a loaded model. Raw ids
+        are used when the bundle carries id maps (``encoder_``); otherwise items
+        are column indices.
+    **limits : int
+        ``max_k`` (largest ``k``, default 100), ``max_shots`` (most items in one
+        user's request, default 1000), ``max_batch`` (most users in one batch
+        request, and in one model call, default 256), ``max_body_bytes`` (largest
+        request body, default 1 MiB).
+
+    Returns
+    -------
+    app : fastapi.FastAPI
+        Run it with uvicorn (or :func:`run`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastapi.testclient import TestClient
+    >>> from skfewrec import ALSFactors, ClosedFormFoldIn
+    >>> from skfewrec.datasets import make_interactions
+    >>> from skfewrec.serve import create_app
+    >>> X = make_interactions(n_users=200, n_items=50, random_state=0).X
+    >>> rec = ClosedFormFoldIn(ALSFactors(n_components=4, random_state=0)).fit(X)
+    >>> with TestClient(create_app(rec)) as client:
+    ...     answer = client.post("/recommend", json={"items": [3, 7], "k": 5}).json()
+    >>> len(answer["items"])
+    5
+    """
+    try:
+        from fastapi import FastAPI, Request
+        from fastapi.exceptions import RequestValidationError
+        from fastapi.responses import JSONResponse, Response
+        from starlette.exceptions import HTTPException
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "The HTTP service needs fastapi and uvicorn: pip install 'skfewrec[serve]'."
+        ) from exc
+    unknown = set(limits) - set(DEFAULT_LIMITS)
+    if unknown:
+        raise TypeError(
+            f"Unknown limit(s) {sorted(unknown)}; the limits are {list(DEFAULT_LIMITS)}."
+        )
+    limits = {**DEFAULT_LIMITS, **limits}
+    for name, value in limits.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+
+    bundle_path = None
+    if isinstance(model, str | os.PathLike):
+        from ._persistence import load
+
+        bundle_path = model
+        model = load(model)
+    if not hasattr(model, "recommend") or not hasattr(model, "n_features_in_"):
+        raise TypeError(
+            f"model must be a bundle path or a fitted skfewrec recommender, got "
+            f"{type(model).__name__}."
+        )
+    scorer = Scorer(model, max_k=limits["max_k"], max_shots=limits["max_shots"])
+    batcher = _Batcher(scorer, limits["max_batch"])
+    description = _describe(model, bundle_path, limits, scorer.items)
+    max_body = limits["max_body_bytes"]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        batcher.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="skfewrec scoring service",
+        version=description["skfewrec_version"],
+        description="Top-k recommendations for new users from a few interactions.",
+    )
+    app.state.scorer = scorer
+
+    class _TooLarge(HTTPException):
+        def __init__(self):
+            super().__init__(
+                413, f"The request body is larger than this service's limit of {max_body} bytes."
+            )
+
+    def answer(payload, status=200):
+        return Response(
+            json.dumps(payload, separators=(",", ":")).encode(),
+            status_code=status,
+            media_type="application/json",
+        )
+
+    async def read_json(request):
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > max_body):
+            raise _TooLarge()
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body:
+                raise _TooLarge()
+        if not body:
+            raise RequestError("The request body is empty; send a JSON object.", status=400)
+        try:
+            return json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RequestError(f"The request body is not valid JSON: {exc}.", status=400) from None
+
+    @app.exception_handler(RequestError)
+    async def _request_error(request, exc):
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request, exc):  # pragma: no cover - no pydantic bodies
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.get("/health")
+    async def health():
+        """Liveness: answers once the model is loaded."""
+        return answer({"status": "ok"})
+
+    @app.get("/model")
+    async def model_info():
+        """What is being served: class, parameters, catalogue, id policy and limits."""
+        return answer(description)
+
+    @app.post("/recommend")
+    async def recommend(request: Request):
+        """Top-k for one new user from their interactions (raw item ids)."""
+        body = await read_json(request)
+        user = scorer.parse(body)
+        (result,) = await batcher.submit([user])
+        return answer(result)
+
+    @app.post("/recommend/batch")
+    async def recommend_batch(request: Request):
+        """Top-k for several users: ``{"users": [<a /recommend body>, ...]}``."""
+        body = await read_json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("users"), list):
+            raise RequestError('The body must be {"users": [{"items": [...], "k": 10}, ...]}.')
+        if set(body) - {"users"}:
+            raise RequestError('The body has fields other than "users".')
+        if not body["users"]:
+            raise RequestError('"users" is empty; send at least one user.')
+        if len(body["users"]) > limits["max_batch"]:
+            raise RequestError(
+                f"The batch has {len(body['users'])} users, more than this service's limit of "
+                f"{limits['max_batch']} (--max-batch); split it.",
+                status=413,
+            )
+        users = [scorer.parse(u, f"users[{i}]") for i, u in enumerate(body["users"])]
+        return answer({"results": await batcher.submit(users)})
+
+    # a first call pays for lazy imports and thread-pool discovery, not the first user
+    scorer.score([scorer.parse({"items": [], "k": 1})])
+    return app
+
+
+_ENV_BUNDLE = "SKFEWREC_SERVE_BUNDLE"
+_ENV_LIMITS = "SKFEWREC_SERVE_LIMITS"
+
+
+def app_from_environment():
+    """The app for a uvicorn worker process: bundle and limits from the environment.
+
+    :func:`run` with ``workers > 1`` sets ``SKFEWREC_SERVE_BUNDLE`` (a bundle path)
+    and ``SKFEWREC_SERVE_LIMITS`` (JSON) and names this factory to uvicorn, which
+    calls it once in each worker.
+
+    Returns
+    -------
+    app : fastapi.FastAPI
+    """
+    path = os.environ.get(_ENV_BUNDLE)
+    if not path:
+        raise RuntimeError(f"{_ENV_BUNDLE} is not set: start workers through skfewrec.serve.run.")
+    return create_app(path, **json.loads(os.environ.get(_ENV_LIMITS, "{}")))
+
+
+def run(
+    model,
+    *,
+    host="127.0.0.1",
+    port=8000,
+    workers=1,
+    log_level="warning",
+    access_log=False,
+    **limits,
+):
+    """Serve a model bundle over HTTP with uvicorn until interrupted.
+
+    Parameters
+    ----------
+    model : str, path-like or fitted recommender
+        What :func:`create_app` takes (a bundle path when ``workers > 1``).
+    host : str, default="127.0.0.1"
+        Interface to listen on (``0.0.0.0`` for every interface).
+    port : int, default=8000
+        TCP port.
+    workers : int, default=1
+        Worker processes, each with its own copy of the model. More than one
+        lets scoring use several cores despite Python's GIL.
+    log_level : str, default="warning"
+        uvicorn's log level.
+    access_log : bool, default=False
+        Log every request (costs throughput).
+    **limits : int
+        See :func:`create_app`.
+    """
+    import uvicorn
+
+    if workers > 1:
+        if not isinstance(model, str | os.PathLike):
+            raise TypeError("workers > 1 needs a bundle path: each worker process loads it.")
+        create_app(model, **limits)  # fail here, once, on a bad bundle or limit
+        os.environ[_ENV_BUNDLE] = os.fspath(model)
+        os.environ[_ENV_LIMITS] = json.dumps(limits)
+        uvicorn.run(
+            "skfewrec.serve:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=access_log,
+        )
+        return
+    app = create_app(model, **limits)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+
+
+def serve_in_thread(app, *, host="127.0.0.1", port=0):
+    """Start ``app`` with uvicorn in a daemon thread; returns ``(server, url)``.
+
+    For tests and notebooks: ``server.should_exit = True`` stops it.
+    """
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind((host, port))
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        threading.Event().wait(0.01)
+    return server, f"http://{host}:{sock.getsockname()[1]}"

@@ -1,0 +1,275 @@
+"""The ``skfewrec`` command line: fit, recommend, evaluate, demo; exit codes and messages."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import skfewrec
+from skfewrec.cli import main
+
+FAST = ["--n-components", "4", "--max-iter", "3", "-q"]
+
+
+@pytest.fixture(scope="module")
+def logs(small_interactions, tmp_path_factory):
+    """A training log and a new users' log with string user and int item ids."""
+    folder = tmp_path_factory.mktemp("logs")
+    rows, cols = small_interactions.nonzero()
+    frame = pd.DataFrame(
+        {
+            "uid": [f"u{r}" for r in rows],
+            "movie": cols * 10 + 1000,
+            "stars": small_interactions.data,
+            "ts": np.arange(rows.size),
+        }
+    )
+    train, new = frame[rows < 250], frame[rows >= 250]
+    train.to_csv(folder / "train.csv", index=False)
+    train.to_parquet(folder / "train.parquet")
+    new.to_csv(folder / "new.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bundle(logs):
+    path = logs / "model.zip"
+    code = main(
+        [
+            "fit",
+            str(logs / "train.csv"),
+            "-o",
+            str(path),
+            "--user-col",
+            "uid",
+            "--item-col",
+            "movie",
+            "--value-col",
+            "stars",
+            *FAST,
+        ]
+    )
+    assert code == 0
+    return path
+
+
+def _run(args, capsys):
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fit_writes_a_bundle_with_id_maps(bundle, logs):
+    model = skfewrec.load(bundle)
+    assert type(model).__name__ == "ClosedFormFoldIn" and model.prior == "gaussian"
+    assert model.factors_.n_components == 4
+    enc = model.encoder_
+    assert enc.user_col == "uid" and enc.item_col == "movie" and enc.value_col == "stars"
+    assert enc.handle_unknown == "ignore"
+    np.testing.assert_array_equal(
+        enc.item_ids_, np.sort(pd.read_csv(logs / "train.csv").movie.unique())
+    )
+
+
+def test_fit_reads_parquet_and_binarizes(logs, tmp_path, capsys):
+    path = tmp_path / "bundle"
+    code, _, err = _run(
+        [
+            "fit",
+            str(logs / "train.parquet"),
+            "-o",
+            str(path),
+            "--user-col",
+            "uid",
+            "--item-col",
+            "movie",
+            "--value-col",
+            "stars",
+            "--min-value",
+            "2",
+            "--binarize",
+            "--prior",
+            "mean",
+            *FAST[:-1],
+        ],
+        capsys,
+    )
+    assert code == 0 and f"-> {path}" in err
+    model = skfewrec.load(path)
+    assert model.prior == "mean" and model.encoder_.value_col is None
+
+
+def test_recommend_csv_with_original_ids(bundle, logs, tmp_path, capsys):
+    out = tmp_path / "top.csv"
+    code, _, err = _run(
+        ["recommend", str(bundle), str(logs / "new.csv"), "-k", "5", "-o", str(out), "-q"], capsys
+    )
+    assert code == 0 and err == ""
+    top = pd.read_csv(out)
+    assert list(top.columns) == ["user", "rank", "item", "score"]
+    new = pd.read_csv(logs / "new.csv")
+    assert set(top.user) == set(new.uid) and (top.groupby("user").size() == 5).all()
+    assert top.groupby("user")["score"].apply(lambda s: s.is_monotonic_decreasing).all()
+    seen = set(zip(new.uid, new.movie))
+    assert not any((u, i) in seen for u, i in zip(top.user, top.item))
+    # the same as the model, in-process
+    model = skfewrec.load(bundle)
+    X, users = model.encoder_.encode(new)
+    ids, _ = model.recommend(X, k=5)
+    first = top[top.user == users[0]].sort_values("rank").item.tolist()
+    assert first == model.encoder_.item_ids_[ids[0]].tolist()
+
+
+def test_recommend_jsonl_chunks_and_exclude(bundle, logs, tmp_path, capsys):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    args = ["recommend", str(bundle), str(logs / "new.csv"), "-k", "4", "-q"]
+    assert main([*args, "-o", str(a)]) == 0
+    assert main([*args, "-o", str(b), "--chunk-size", "7"]) == 0
+    lines = [json.loads(line) for line in a.read_text().splitlines()]
+    assert a.read_text() == b.read_text() and len(lines) == 50
+    assert set(lines[0]) == {"user", "items", "scores"} and len(lines[0]["items"]) == 4
+    banned = [str(i) for i in lines[0]["items"][:2]]
+    assert main([*args, "-o", str(b), "--exclude", *banned]) == 0
+    again = [json.loads(line) for line in b.read_text().splitlines()]
+    assert not {int(i) for i in banned} & {i for line in again for i in line["items"]}
+    code, out, _ = _run([*args, "--format", "jsonl"], capsys)
+    assert code == 0 and out.splitlines()[0] == a.read_text().splitlines()[0]
+
+
+def test_recommend_drops_unknown_items_with_a_warning(bundle, tmp_path, capsys):
+    log = pd.DataFrame({"uid": ["x", "x"], "movie": [1000, 999999], "stars": [1, 1]})
+    log.to_csv(tmp_path / "new.csv", index=False)
+    code, out, err = _run(["recommend", str(bundle), str(tmp_path / "new.csv"), "-q"], capsys)
+    assert code == 0 and len(out.splitlines()) == 11
+    assert err.startswith("skfewrec recommend: warning: Dropped 1 interaction(s)")
+    code, _, err = _run(
+        ["recommend", str(bundle), str(tmp_path / "new.csv"), "--handle-unknown", "error"], capsys
+    )
+    assert code == 1 and "999999" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["fit", "nowhere.csv", "-o", "m.zip"], 2, "'nowhere.csv' does not exist"),
+        (["fit", "{train}", "-o", "m.zip"], 2, "column(s) 'user', 'item' not found in train.csv"),
+        (
+            [
+                "fit",
+                "{train}",
+                "-o",
+                "m.zip",
+                "--user-col",
+                "uid",
+                "--item-col",
+                "movie",
+                "--n-components",
+                "0",
+            ],
+            2,
+            "expected an integer >= 1",
+        ),
+        (
+            [
+                "fit",
+                "{train}",
+                "-o",
+                "m.zip",
+                "--user-col",
+                "uid",
+                "--item-col",
+                "movie",
+                "--value-col",
+                "uid",
+            ],
+            1,
+            "must hold numbers",
+        ),
+        (["recommend", "{bad}", "{new}"], 1, "not a valid zip file"),
+        (["recommend", "{bundle}", "{new}", "--user-col", "nope"], 2, "'nope' not found"),
+        (["recommend", "{bundle}", "{nostars}"], 2, "lacks; pass --value-col NAME, or --no-values"),
+        (["recommend", "{bundle}", "{new}", "--bogus"], 2, "unrecognized arguments: --bogus"),
+        (["evaluate", "--data", "synthetic:abc"], 2, "write synthetic:USERSxITEMS"),
+        (["evaluate", "--data", "nowhere"], 2, "'nowhere' does not exist"),
+        (["frobnicate"], 2, "invalid choice"),
+    ],
+)
+def test_user_mistakes_give_one_line_and_an_exit_code(
+    args, code, message, bundle, logs, tmp_path, capsys
+):
+    (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 truncated")
+    pd.read_csv(logs / "new.csv")[["uid", "movie"]].to_csv(tmp_path / "nostars.csv", index=False)
+    paths = {
+        "train": logs / "train.csv",
+        "new": logs / "new.csv",
+        "bundle": bundle,
+        "bad": tmp_path / "bad.zip",
+        "nostars": tmp_path / "nostars.csv",
+    }
+    args = [a.format(**paths) for a in args]
+    got, out, err = _run(args, capsys)
+    assert got == code, err
+    assert message in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and err.startswith("skfewrec"), err
+
+
+def test_traceback_flag_shows_the_exception(bundle, tmp_path):
+    (tmp_path / "bad.zip").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="not a valid zip file"):
+        main(["recommend", str(tmp_path / "bad.zip"), str(bundle), "--traceback"])
+
+
+def test_evaluate_prints_the_curve_and_plots_it(tmp_path, capsys):
+    plot, table = tmp_path / "curve.png", tmp_path / "curve.csv"
+    code, out, _ = _run(
+        [
+            "evaluate",
+            "--data",
+            "synthetic:400x300",
+            "--n-shots",
+            "1",
+            "3",
+            "--models",
+            "most-popular",
+            "closed-form",
+            "--plot",
+            str(plot),
+            "--csv",
+            str(table),
+            "-k",
+            "10",
+            "--min-query",
+            "2",
+            *FAST,
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert "NDCG@10 on new users of synthetic 400x300" in out and "closed-form" in out
+    curve = pd.read_csv(table)
+    assert set(curve.model) == {"most-popular", "closed-form"}
+    assert sorted(curve.n_shots.unique()) == [1, 3] and curve.ndcg.between(0, 1).all()
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_passes_its_arguments(monkeypatch):
+    import skfewrec._demo
+
+    calls = []
+    monkeypatch.setattr(skfewrec._demo, "main", lambda argv=None: calls.append(argv) or 0)
+    assert main(["demo", "--data", "somewhere", "-q"]) == 0
+    assert calls == [["--data", "somewhere", "--quiet"]]
+
+
+def test_module_and_entry_point_run():
+    done = subprocess.run(
+        [sys.executable, "-m", "skfewrec", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.startswith("skfewrec ")
+    done = subprocess.run(
+        [sys.executable, "-m", "skfewrec", "recommend"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and "the following arguments are required" in done.stderr

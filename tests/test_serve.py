@@ -1,0 +1,299 @@
+"""The HTTP scoring service, through a real uvicorn server on loopback."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import skfewrec
+from skfewrec import ALSFactors, ClosedFormFoldIn
+from skfewrec.preprocessing import InteractionEncoder
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from skfewrec.serve import ItemMap, create_app, serve_in_thread  # noqa: E402
+
+pytestmark = pytest.mark.server
+LIMITS = {"max_k": 30, "max_shots": 50, "max_batch": 8, "max_body_bytes": 4096}
+
+
+def _log(X):
+    rows, cols = X.nonzero()
+    return pd.DataFrame({"user": rows, "item": [f"m{c}" for c in cols], "n": X.data})
+
+
+@pytest.fixture(scope="module")
+def model(small_interactions):
+    log = _log(small_interactions[:250])
+    enc = InteractionEncoder(value_col="n", handle_unknown="ignore").fit(log)
+    X = enc.transform(log)
+    factors = ALSFactors(n_components=6, max_iter=4, random_state=0)
+    est = ClosedFormFoldIn(factors=factors, prior="gaussian").fit(X)
+    est.encoder_ = enc
+    return est
+
+
+@pytest.fixture(scope="module")
+def url(model):
+    server, url = serve_in_thread(create_app(model, **LIMITS))
+    yield url
+    server.should_exit = True
+
+
+@pytest.fixture(scope="module")
+def client(url):
+    with httpx.Client(base_url=url, timeout=10) as client:
+        yield client
+
+
+def _expected(model, items, values=None, k=10, exclude=None):
+    enc = model.encoder_
+    X = np.zeros((1, model.n_features_in_), dtype=np.float32)
+    np.add.at(X[0], enc.item_index(items), 1.0 if values is None else values)
+    ex = None if exclude is None else enc.item_index(exclude)
+    ids, scores = model.recommend(X, k=k, exclude=ex)
+    return enc.item_ids_[ids[0]].tolist(), scores[0]
+
+
+def test_health_and_model(client, model):
+    assert client.get("/health").json() == {"status": "ok"}
+    info = client.get("/model").json()
+    assert info["class"] == "ClosedFormFoldIn"
+    assert info["n_items"] == model.n_features_in_ and info["n_components"] == 6
+    assert info["id_maps"] is True and info["unknown_ids"] == "ignore"
+    assert info["limits"] == LIMITS and info["params"]["prior"] == "gaussian"
+
+
+def test_recommend_answers_what_the_model_answers(client, model):
+    items = ["m3", "m10", "m10", "m42"]
+    answer = client.post("/recommend", json={"items": items, "k": 7})
+    assert answer.status_code == 200
+    body = answer.json()
+    ids, scores = _expected(model, items, k=7)
+    assert body["items"] == ids and body["unknown"] == []
+    np.testing.assert_allclose(body["scores"], scores, rtol=1e-5)
+    assert not set(body["items"]) & set(items)
+
+
+def test_values_exclude_and_filter_seen(client, model):
+    items, values = ["m1", "m2", "m5"], [3.0, 1.0, 0.5]
+    first = client.post("/recommend", json={"items": items, "values": values, "k": 5}).json()
+    assert first["items"] == _expected(model, items, values, k=5)[0]
+    exclude = first["items"][:2] + ["not-an-item"]
+    body = client.post(
+        "/recommend", json={"items": items, "values": values, "k": 5, "exclude": exclude}
+    ).json()
+    assert len(body["items"]) == 5 and not set(body["items"]) & set(exclude)
+    assert body["items"] == _expected(model, items, values, k=5, exclude=exclude[:2])[0]
+    seen = client.post("/recommend", json={"items": items, "k": 30, "filter_seen": False}).json()
+    assert set(seen["items"]) & set(items)
+
+
+def test_unknown_ids_follow_the_bundle_policy(client, model):
+    body = client.post("/recommend", json={"items": ["m3", "zz", 17], "k": 4}).json()
+    assert body["unknown"] == ["zz", 17]
+    assert body["items"] == _expected(model, ["m3"], k=4)[0]
+    strict = ItemMap(model.n_features_in_, model.encoder_.set_params(handle_unknown="error"))
+    try:
+        from skfewrec.serve import RequestError
+
+        with pytest.raises(RequestError, match=r"2 item id\(s\) not in the model's catalogue"):
+            strict.index(["m3", "zz", 17], name="items")
+    finally:
+        model.encoder_.set_params(handle_unknown="ignore")
+
+
+def test_user_without_known_items_gets_the_prior_answer(client, model):
+    body = client.post("/recommend", json={"items": [], "k": 3}).json()
+    assert body["items"] == _expected(model, [], k=3)[0]
+
+
+def test_batch_matches_single_requests(client):
+    users = [
+        {"items": ["m1", "m7"], "k": 3},
+        {"items": ["m9"], "k": 5, "filter_seen": False},
+        {"items": ["m2", "m3", "m4"], "k": 4, "exclude": ["m0"]},
+    ]
+    batch = client.post("/recommend/batch", json={"users": users})
+    assert batch.status_code == 200
+    singles = [client.post("/recommend", json=u).json() for u in users]
+    assert batch.json()["results"] == singles
+
+
+def test_concurrent_requests_are_batched_and_correct(client, model):
+    rng = np.random.default_rng(0)
+    users = [[f"m{i}" for i in rng.choice(120, size=4, replace=False)] for _ in range(48)]
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(
+            pool.map(lambda items: client.post("/recommend", json={"items": items, "k": 6}), users)
+        )
+    assert [a.status_code for a in answers] == [200] * len(users)
+    for items, answer in zip(users, answers):
+        assert answer.json()["items"] == _expected(model, items, k=6)[0]
+
+
+@pytest.mark.parametrize(
+    "content, status, message",
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"", 400, "body is empty"),
+        (b"\xff\xfe", 400, "not valid JSON"),
+        (b"[1, 2]", 422, "must be a JSON object"),
+        (b'{"items": "m1"}', 422, "items must be a list"),
+        (b'{"k": 3}', 422, "items must be a list"),
+        (b'{"items": [1.5]}', 422, "strings or integers"),
+        (b'{"items": [true]}', 422, "strings or integers"),
+        (b'{"items": [null]}', 422, "strings or integers"),
+        (b'{"items": [["m1"]]}', 422, "strings or integers"),
+        (b'{"items": ["m1"], "values": [1, 2]}', 422, "as long as items"),
+        (b'{"items": ["m1"], "values": [-1]}', 422, "finite numbers >= 0"),
+        (b'{"items": ["m1"], "values": ["a"]}', 422, "finite numbers >= 0"),
+        (b'{"items": ["m1"], "values": 3}', 422, "values must be a list"),
+        (b'{"items": ["m1"], "k": 0}', 422, "k must be an integer >= 1"),
+        (b'{"items": ["m1"], "k": "5"}', 422, "k must be an integer >= 1"),
+        (b'{"items": ["m1"], "k": 2.0}', 422, "k must be an integer >= 1"),
+        (b'{"items": ["m1"], "k": 31}', 422, "limit of 30"),
+        (b'{"items": ["m1"], "exclude": "m2"}', 422, "exclude must be a list"),
+        (b'{"items": ["m1"], "filter_seen": "no"}', 422, "filter_seen must be true or false"),
+        (b'{"items": ["m1"], "user": 3}', 422, "unknown field"),
+        (json.dumps({"items": ["m1"] * 51}).encode(), 413, "51 shots, more than"),
+        (json.dumps({"items": ["m1"] * 900}).encode(), 413, "larger than this service's limit"),
+    ],
+)
+def test_bad_requests_get_a_4xx_with_a_message(client, content, status, message):
+    answer = client.post(
+        "/recommend", content=content, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == status, answer.text
+    assert message in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "payload, status, message",
+    [
+        ({"users": []}, 422, "empty"),
+        ({"users": [{"items": ["m1"]}] * 9}, 413, "limit of 8"),
+        ({"users": {"items": []}}, 422, '"users": ['),
+        ({"users": [{"items": ["m1"]}], "k": 3}, 422, "other than"),
+        ({"users": [{"items": ["m1"]}, {"items": ["m1"], "k": -1}]}, 422, "users[1].k"),
+    ],
+)
+def test_bad_batches_get_a_4xx(client, payload, status, message):
+    answer = client.post("/recommend/batch", json=payload)
+    assert answer.status_code == status
+    assert message in answer.json()["detail"]
+
+
+def test_oversized_streamed_body_is_refused(client):
+    def chunks():
+        for _ in range(10):
+            yield b" " * 1000
+
+    answer = client.post("/recommend", content=chunks())  # chunked: no Content-Length
+    assert answer.status_code == 413
+
+
+def test_wrong_method_and_path(client):
+    assert client.get("/recommend").status_code == 405
+    assert client.post("/nothing", json={}).status_code == 404
+
+
+def test_random_garbage_never_gets_a_500(client):
+    rng = np.random.default_rng(0)
+    atoms = [None, True, -1, 0, 3, 1e308, -0.0, "m1", "", [], {}, ["m2"], [1, "m3"], "k"]
+    for _ in range(60):
+        body = {
+            key: atoms[rng.integers(len(atoms))]
+            for key in rng.choice(
+                ["items", "values", "k", "exclude", "filter_seen", "x"],
+                size=rng.integers(0, 5),
+                replace=False,
+            )
+        }
+        for path in ("/recommend", "/recommend/batch"):
+            answer = client.post(path, json=body if path == "/recommend" else {"users": [body]})
+            assert answer.status_code < 500, (body, answer.text)
+
+
+def test_bundle_without_id_maps_uses_column_indices(model, tmp_path):
+    plain = ClosedFormFoldIn(factors=model.factors_, prior="gaussian")
+    plain.fit(np.eye(model.n_features_in_, dtype=np.float32)[:50])
+    path = skfewrec.save(plain, tmp_path / "plain.zip")
+    server, url = serve_in_thread(create_app(path))
+    try:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            body = client.post("/recommend", json={"items": [0, 4], "k": 3}).json()
+            ids, _ = plain.recommend(
+                np.eye(1, model.n_features_in_, 0) + np.eye(1, model.n_features_in_, 4), k=3
+            )
+            assert body["items"] == ids[0].tolist()
+            bad = client.post("/recommend", json={"items": [0, 10_000, "m1"]})
+            assert bad.status_code == 422
+            assert "outside [0, 120)" in bad.json()["detail"]
+            assert client.get("/model").json()["id_maps"] is False
+    finally:
+        server.should_exit = True
+
+
+def test_create_app_refuses_bad_settings(model):
+    with pytest.raises(TypeError, match="Unknown limit"):
+        create_app(model, max_items=3)
+    with pytest.raises(ValueError, match="max_k must be an integer >= 1"):
+        create_app(model, max_k=0)
+    with pytest.raises(TypeError, match="bundle path or a fitted skfewrec recommender"):
+        create_app(object())
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_serve_runs_a_real_server(model, tmp_path):
+    path = skfewrec.save(model, tmp_path / "m.zip")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "skfewrec",
+            "serve",
+            str(path),
+            "--port",
+            str(port),
+            "-q",
+            "--max-k",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.monotonic() < deadline, "the server did not start in 60 s"
+                time.sleep(0.2)
+        assert health.json() == {"status": "ok"}
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/recommend", json={"items": ["m3"], "k": 6}, timeout=10
+        )
+        assert answer.status_code == 422 and "limit of 5" in answer.json()["detail"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
