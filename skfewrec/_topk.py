@@ -171,12 +171,14 @@ def chunked_topk(
         ids[start:stop], scores[start:stop] = _select_block(S, k)
 
     workers = min(effective_n_jobs(n_jobs), len(starts))
-    if workers <= 1:
-        for start in starts:
-            run(start)
-    else:
-        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, starts))
+    # n_jobs counts every thread: each worker runs single-threaded BLAS
+    with threadpool_limits(1, user_api="blas"):
+        if workers <= 1:
+            for start in starts:
+                run(start)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(run, starts))
     return ids, scores
 
 

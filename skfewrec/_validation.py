@@ -50,7 +50,7 @@ def check_interactions(
     >>> check_interactions(np.array([[-1.0, 0]]))
     Traceback (most recent call last):
     ...
-    ValueError: Negative values in data passed as X: 1 negative value(s) (the smallest is -1); ...
+    ValueError: Negative values in data passed as X: X has 1 negative value(s) (the smallest ...
     """
     if X is None:
         raise ValueError(f"{name} is None; pass an interaction matrix of shape (n_users, n_items).")
@@ -108,8 +108,8 @@ def check_interactions(
     if data.size and data.min() < 0:
         n_neg = int(np.sum(data < 0))
         raise ValueError(
-            f"Negative values in data passed as {name}: {n_neg} negative value(s) (the "
-            f"smallest is {data.min():g}); confidences must be >= 0. Use 0 for "
+            f"Negative values in data passed as {name}: {name} has {n_neg} negative value(s) "
+            f"(the smallest is {data.min():g}); confidences must be >= 0. Use 0 for "
             "'no interaction'; for explicit ratings use objective='explicit' where available."
         )
     if not X.has_canonical_format:
