@@ -9,7 +9,6 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
-from threadpoolctl import threadpool_limits
 
 from ._base import (
     FactorRecommenderMixin,
@@ -19,6 +18,7 @@ from ._base import (
 )
 from ._compat import HasMethods, Interval, StrOptions, _fit_context
 from ._factors import ALSFactors
+from ._threads import blas_limits
 from ._topk import effective_n_jobs
 
 
@@ -169,7 +169,7 @@ class ImplicitFoldIn(_SparseTags, FactorRecommenderMixin, TransformerMixin, Base
             self._rebuild()
 
     def _user_vectors(self, X):
-        with threadpool_limits(1, user_api="blas"):
+        with blas_limits(1):
             U = self._model.recalculate_user(np.arange(X.shape[0]), sp.csr_matrix(X))
         U = np.asarray(U, dtype=np.float32).reshape(X.shape[0], -1)
         empty = np.diff(X.indptr) == 0
@@ -251,7 +251,7 @@ class EASE(_SparseTags, RecommenderMixin, BaseEstimator):
             The fitted estimator.
         """
         X = validate_interactions(self, X, reset=True)
-        with threadpool_limits(effective_n_jobs(self.n_jobs), user_api="blas"):
+        with blas_limits(effective_n_jobs(self.n_jobs)):
             G = (X.T @ X).toarray().astype(np.float64)
             G[np.diag_indices_from(G)] += self.l2
             P = np.linalg.inv(G)

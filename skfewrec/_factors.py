@@ -7,10 +7,10 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
-from threadpoolctl import threadpool_limits
 
 from ._compat import Interval, _fit_context, check_is_fitted
 from ._solvers import shared_system, solve_users
+from ._threads import blas_limits
 from ._topk import effective_n_jobs
 
 CONVENTIONS = ("implicit", "spark")
@@ -71,7 +71,7 @@ def _new_implicit_model(
     from implicit.cpu.als import AlternatingLeastSquares
 
     # implicit warns when BLAS is multi-threaded, as its own threads do the work
-    with threadpool_limits(1, user_api="blas"), warnings.catch_warnings():
+    with blas_limits(1), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*BLAS.*", category=RuntimeWarning)
         return AlternatingLeastSquares(
             factors=n_components,
@@ -209,7 +209,7 @@ class ALSFactors(TransformerMixin, BaseEstimator):
             seed,
             num_threads,
         )
-        with threadpool_limits(1, user_api="blas"):
+        with blas_limits(1):
             model.fit(sp.csr_matrix(X), show_progress=self.show_progress)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         self.convention_ = "implicit"
@@ -252,9 +252,7 @@ class ALSFactors(TransformerMixin, BaseEstimator):
         X = validate_interactions(self, X, reset=False)
         d, t = confidence_coefficients(X.data, self.confidence_scale, self.convention_)
         shared, extra = ridge_per_user(X.indptr, self.regularization, self.convention_)
-        with threadpool_limits(
-            1 if self.n_jobs is None else effective_n_jobs(self.n_jobs), user_api="blas"
-        ):
+        with blas_limits(effective_n_jobs(self.n_jobs)):
             U = solve_users(X.indptr, X.indices, d, t, self._system, extra_ridge=extra)
         return U.astype(np.float32)
 

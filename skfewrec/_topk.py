@@ -11,8 +11,8 @@ is small enough that memory stays bounded whatever the number of users.
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
+from ._threads import blas_limits
 from ._validation import check_item_indices, check_k
 
 #: bytes of float32 scores one block may hold
@@ -172,7 +172,7 @@ def chunked_topk(
 
     workers = min(effective_n_jobs(n_jobs), len(starts))
     # n_jobs counts every thread: each worker runs single-threaded BLAS
-    with threadpool_limits(1, user_api="blas"):
+    with blas_limits(1):
         if workers <= 1:
             for start in starts:
                 run(start)
@@ -234,7 +234,7 @@ def factor_topk(U, V, k, *, seen=None, exclude=None, n_jobs=None, block_rows=819
         sub = seen[start:stop] if seen is not None else None
         extra = int(np.diff(sub.indptr).max()) if sub is not None and sub.nnz else 0
         kk = min(n_items, k + extra)
-        with threadpool_limits(1, user_api="blas"):
+        with blas_limits(1):
             bi, bs = implicit_topk(V, U[start:stop], kk, filter_items=exclude, num_threads=threads)
         bi = bi.astype(np.int64)
         drop = bs <= lowest
