@@ -1,0 +1,712 @@
+"""Beyond one machine: import Spark MLlib ALS factors and score new users inside Spark.
+
+Three functions:
+
+- :func:`factors_from_spark` turns a fitted ``pyspark.ml.recommendation.ALSModel``
+  into an :class:`~skfewrec.ALSFactors` in Spark's confidence convention, without
+  retraining, plus the Spark item id of each column;
+- :func:`interactions_from_spark` collects a (small) Spark DataFrame of
+  interactions to the driver as a CSR matrix over those columns, e.g. a sample of
+  warm users to fit an adapter's prior;
+- :func:`recommend_spark` folds in and ranks new users on the executors: the
+  fitted recommender travels once, as a pickle-free bundle in a broadcast, and
+  every task calls its ``recommend`` on a batch of whole users.
+
+PySpark is imported only when one of these is called, so ``import skfewrec.spark``
+works without it.
+"""
+
+import contextlib
+import hashlib
+import warnings
+from functools import partial
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._compat import check_is_fitted
+from ._validation import check_k
+
+__all__ = ["factors_from_spark", "interactions_from_spark", "recommend_spark"]
+
+#: ids and values per user while collecting (the struct keeps nulls visible)
+_SHOTS = "__skfewrec_shots"
+
+#: fitted models already loaded in this (worker) process, by bundle digest
+_MODEL_CACHE = {}
+_MODEL_CACHE_SIZE = 4
+
+
+def _require_pyspark():
+    """Import pyspark and pyarrow, or say which extra to install."""
+    try:
+        import pyarrow  # noqa: F401
+        import pyspark  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"skfewrec.spark needs pyspark and pyarrow ({exc.name} is missing). Install "
+            "them with: pip install 'skfewrec[spark]'."
+        ) from exc
+
+
+# ---------------------------------------------------------------------------
+# importing a Spark ALS model
+
+
+def _spark_param(name, explicit, als, parent):
+    """A training parameter of the ALS run: given, from ``als``, or from the model's parent."""
+    if explicit is not None:
+        return explicit
+    for source in (als, parent):
+        if source is None:
+            continue
+        getter = getattr(source, "get" + name[0].upper() + name[1:])
+        return getter()
+    return None
+
+
+def _java_parent(model):
+    """The JVM ALS estimator that fitted ``model`` in this session, or None.
+
+    Spark's ALSModel does not keep regParam, alpha or implicitPrefs; its parent
+    estimator does, while the model has not been saved and reloaded.
+    """
+    try:
+        parent = model._java_obj.parent()
+    except Exception:  # Spark Connect, a loaded model, or no JVM handle
+        return None
+    return parent
+
+
+def factors_from_spark(
+    model,
+    als=None,
+    *,
+    regularization=None,
+    confidence_scale=None,
+    implicit_prefs=None,
+    allow_explicit=False,
+):
+    """Import the item factors of a fitted Spark ALS model, without retraining.
+
+    Spark's ``ALSModel`` keeps its ``rank`` and factors but not the settings it
+    was trained with. They are taken, in this order, from the keyword arguments,
+    from ``als`` (the ``pyspark.ml.recommendation.ALS`` that fitted the model),
+    or from the model's parent estimator (available in the Spark session that
+    trained the model, not after ``ALSModel.load``).
+
+    The factors use Spark's convention (``convention_="spark"``): an interaction
+    ``r`` has confidence ``1 + alpha * |r|`` and preference ``[r > 0]``, and a
+    user's ridge is ``regParam * n_u`` with ``n_u`` their number of positive
+    interactions. Folding in a Spark-trained user's own interactions then gives
+    back the vector (and the recommendations) Spark computed for them.
+
+    Parameters
+    ----------
+    model : pyspark.ml.recommendation.ALSModel
+        A fitted model.
+    als : pyspark.ml.recommendation.ALS, default=None
+        The estimator that fitted ``model``; its ``regParam``, ``alpha``,
+        ``implicitPrefs`` and ``nonnegative`` are used.
+    regularization : float, default=None
+        Spark's ``regParam``; overrides ``als``.
+    confidence_scale : float, default=None
+        Spark's ``alpha``; overrides ``als``.
+    implicit_prefs : bool, default=None
+        Spark's ``implicitPrefs``; overrides ``als``.
+    allow_explicit : bool, default=False
+        Import a model trained on explicit feedback (``implicitPrefs=False``).
+        skfewrec's fold-in solves the implicit-feedback objective (every item
+        counts, unobserved ones as preference 0), not Spark's explicit one
+        (least squares over the rated items only), so folded-in users then
+        differ from Spark's own: only the item factors carry over.
+
+    Returns
+    -------
+    factors : ALSFactors
+        A fitted instance (``convention_="spark"``, no ``user_factors_``). Wrap it
+        in :class:`sklearn.frozen.FrozenEstimator` to pass it to an adapter.
+    item_ids : ndarray of shape (n_items,), int64
+        The Spark item id of each column (each row of ``factors.item_factors_``),
+        sorted. New users' interactions must use these columns.
+
+    Raises
+    ------
+    ValueError
+        When a setting cannot be found, or the model was trained on explicit
+        feedback and ``allow_explicit`` is False.
+
+    Examples
+    --------
+    >>> from skfewrec.spark import factors_from_spark
+    >>> factors, item_ids = factors_from_spark(als_model)  # doctest: +SKIP
+    >>> factors.convention_  # doctest: +SKIP
+    'spark'
+    """
+    _require_pyspark()
+    from ._factors import ALSFactors
+
+    if not (hasattr(model, "itemFactors") and hasattr(model, "rank")):
+        raise TypeError(
+            f"model must be a fitted pyspark.ml.recommendation.ALSModel, got "
+            f"{type(model).__name__}. Fit one with ALS(...).fit(df)."
+        )
+    parent = None if als is not None else _java_parent(model)
+    reg = _spark_param("regParam", regularization, als, parent)
+    alpha = _spark_param("alpha", confidence_scale, als, parent)
+    implicit = _spark_param("implicitPrefs", implicit_prefs, als, parent)
+    missing = [
+        name
+        for name, value in (
+            ("regularization", reg),
+            ("confidence_scale", alpha),
+            ("implicit_prefs", implicit),
+        )
+        if value is None
+    ]
+    if missing:
+        raise ValueError(
+            f"Cannot tell the {', '.join(missing)} the Spark model was trained with: an "
+            "ALSModel does not store them and this one has no parent estimator (it was "
+            "loaded from disk, or runs over Spark Connect). Pass the ALS estimator that "
+            "fitted it, factors_from_spark(model, als), or the values themselves, e.g. "
+            "factors_from_spark(model, regularization=0.1, confidence_scale=1.0, "
+            "implicit_prefs=True)."
+        )
+    if not implicit and not allow_explicit:
+        raise ValueError(
+            "The Spark model was trained on explicit feedback (implicitPrefs=False). "
+            "skfewrec folds users in with the implicit-feedback objective, so folded-in "
+            "users would not match Spark's explicit solve. Train with implicitPrefs=True, "
+            "or pass allow_explicit=True to import only the item factors."
+        )
+    nonnegative = None
+    for source in (als, parent):
+        if source is not None:
+            nonnegative = source.getNonnegative()
+            break
+    if nonnegative:
+        warnings.warn(
+            "The Spark model was trained with nonnegative=True (non-negative least "
+            "squares); skfewrec's fold-in is unconstrained, so folded-in vectors can have "
+            "negative entries where Spark's would not.",
+            UserWarning,
+            stacklevel=2,
+        )
+    table = _to_arrow(model.itemFactors.orderBy("id"))
+    if table.num_rows == 0:
+        raise ValueError("model has no item factors; was it fitted on an empty DataFrame?")
+    item_ids = table.column("id").to_numpy().astype(np.int64)
+    features = table.column("features").combine_chunks()
+    rank = int(model.rank)
+    Y = features.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    if Y.size != rank * table.num_rows:
+        raise ValueError(f"model has rank {rank} but item factors of another width.")
+    Y = Y.reshape(table.num_rows, rank)
+    factors = ALSFactors.from_arrays(
+        Y,
+        regularization=float(reg),
+        confidence_scale=float(alpha),
+        convention="spark",
+    )
+    return factors, item_ids
+
+
+def _to_arrow(df):
+    """Collect a (small) Spark DataFrame to the driver as a pyarrow Table."""
+    import pyarrow as pa
+
+    if hasattr(df, "toArrow"):
+        return df.toArrow()
+    return pa.Table.from_pandas(df.toPandas(), preserve_index=False)  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------
+# checks shared by the DataFrame functions
+
+
+def _field(df, name, role, param):
+    """The schema field of column ``name``, or an error naming the parameter."""
+    if name not in df.columns:
+        raise ValueError(
+            f"{param}={name!r}: no such column; the DataFrame has {list(df.columns)}. Set "
+            f"{param} to the column holding the {role}."
+        )
+    return df.schema[name]
+
+
+def _is_integral(dtype):
+    from pyspark.sql import types as T
+
+    return isinstance(dtype, T.ByteType | T.ShortType | T.IntegerType | T.LongType)
+
+
+def _is_string(dtype):
+    from pyspark.sql import types as T
+
+    return isinstance(dtype, T.StringType | T.VarcharType | T.CharType)
+
+
+def _check_item_ids(item_ids, n_items, item_type, item_col):
+    """The item id of each column, checked against the model and the DataFrame's type."""
+    if item_ids is None:
+        if not _is_integral(item_type):
+            raise TypeError(
+                f"Column {item_col!r} has type {item_type.simpleString()}, but without "
+                "item_ids the item column must hold column indices (integers in "
+                f"[0, {n_items})). Pass item_ids (the item id of each column, e.g. the "
+                "item_ids returned by factors_from_spark or InteractionEncoder.item_ids_)."
+            )
+        return None
+    ids = np.asarray(item_ids)
+    if ids.ndim != 1 or ids.size != n_items:
+        raise ValueError(
+            f"item_ids must be a 1-d array with one id per item of the model ({n_items}), "
+            f"got shape {ids.shape}."
+        )
+    if ids.dtype.kind in "iu":
+        kind, ok = "integer", _is_integral(item_type)
+    elif ids.dtype.kind in "OUS":
+        if not all(isinstance(v, str) for v in ids.tolist()):
+            raise TypeError(
+                "item_ids must hold integers or strings; this object array holds other "
+                "types. Convert it with np.asarray(item_ids, dtype=str) or dtype=np.int64."
+            )
+        kind, ok = "string", _is_string(item_type)
+        ids = ids.astype(object)
+    else:
+        raise TypeError(f"item_ids must hold integers or strings, got dtype {ids.dtype}.")
+    if not ok:
+        target = "long" if kind == "integer" else "string"
+        raise TypeError(
+            f"Column {item_col!r} has type {item_type.simpleString()} but item_ids holds "
+            f"{kind} ids: the DataFrame's ids and the model's must be the same kind. Cast "
+            f"the column, e.g. df.withColumn({item_col!r}, F.col({item_col!r}).cast("
+            f"{target!r}))."
+        )
+    if np.unique(ids).size != ids.size:
+        raise ValueError("item_ids holds repeated ids; each column needs its own item id.")
+    return ids
+
+
+def _check_frame(df, user_col, item_col, value_col):
+    """Check the columns of an interaction DataFrame; return their schema fields."""
+    from pyspark.sql import DataFrame
+    from pyspark.sql import types as T
+
+    if not isinstance(df, DataFrame):
+        raise TypeError(
+            f"df must be a pyspark.sql.DataFrame of interactions (user, item[, value]), got "
+            f"{type(df).__name__}. Convert a pandas frame with spark.createDataFrame(pdf)."
+        )
+    user_field = _field(df, user_col, "user ids", "user_col")
+    item_field = _field(df, item_col, "item ids", "item_col")
+    for field, param in ((user_field, "user_col"), (item_field, "item_col")):
+        if isinstance(field.dataType, T.ArrayType | T.MapType | T.StructType):
+            raise TypeError(
+                f"{param}={field.name!r} has type {field.dataType.simpleString()}; ids must "
+                "be atomic (integers or strings), one interaction per row."
+            )
+    if value_col is not None:
+        value_field = _field(df, value_col, "interaction values", "value_col")
+        if not isinstance(value_field.dataType, T.NumericType | T.BooleanType):
+            raise TypeError(
+                f"value_col={value_col!r} has type {value_field.dataType.simpleString()}; "
+                "interaction values must be numbers. Cast it, e.g. "
+                f"F.col({value_col!r}).cast('double')."
+            )
+    return user_field, item_field
+
+
+def _arrow_ids(item_ids, n_items):
+    """The Arrow value set mapping raw item ids to columns (their position)."""
+    import pyarrow as pa
+
+    if item_ids is None:
+        return pa.array(np.arange(n_items, dtype=np.int64))
+    if item_ids.dtype == object:
+        return pa.array(item_ids.tolist(), type=pa.string())
+    return pa.array(item_ids.astype(np.int64))
+
+
+def _ids_to_bytes(item_ids, n_items):
+    """Arrow IPC bytes of the id value set (shipped with the model, not pickled)."""
+    import pyarrow as pa
+
+    table = pa.table({"id": _arrow_ids(item_ids, n_items)})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _ids_from_bytes(data):
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all().column("id").combine_chunks()
+
+
+def _show(values, n=5):
+    values = list(values)
+    return ", ".join(repr(v) for v in values[:n]) + (", ..." if len(values) > n else "")
+
+
+def _to_csr(users, shots, value_set, n_items, handle_unknown, names):
+    """CSR support matrix of a batch of users from their collected (item, value) lists.
+
+    ``users`` is an Arrow array (one per row), ``shots`` a list<struct<item, value>>
+    array. Repeated (user, item) pairs are summed.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    user_col, item_col, value_col = names
+    if users.null_count:
+        raise ValueError(
+            f"Column {user_col!r} has null user ids; every interaction needs a user. Drop "
+            f"those rows first, e.g. df.dropna(subset=[{user_col!r}])."
+        )
+    lengths = pc.fill_null(pc.list_value_length(shots), 0).to_numpy(zero_copy_only=False)
+    flat = shots.flatten()
+    items = flat.field(0)
+    if items.null_count:
+        raise ValueError(
+            f"Column {item_col!r} has {items.null_count} null item id(s); every interaction "
+            f"needs an item. Drop those rows first, e.g. df.dropna(subset=[{item_col!r}])."
+        )
+    if value_col is None:
+        values = np.ones(len(items), dtype=np.float32)
+    else:
+        value_arr = flat.field(1)
+        if value_arr.null_count:
+            raise ValueError(
+                f"Column {value_col!r} has {value_arr.null_count} null value(s); fill or "
+                f"drop them first, e.g. df.fillna({{{value_col!r}: 1.0}})."
+            )
+        values = value_arr.cast(pa.float32()).to_numpy(zero_copy_only=False)
+    if pa.types.is_integer(items.type):
+        items = items.cast(pa.int64())
+    elif pa.types.is_large_string(items.type):
+        items = items.cast(pa.string())
+    cols = pc.index_in(items, value_set=value_set)
+    rows = np.repeat(np.arange(len(users), dtype=np.int64), lengths)
+    if cols.null_count:
+        if handle_unknown == "error":
+            unknown = pc.unique(items.filter(pc.is_null(cols))).to_pylist()
+            raise ValueError(
+                f"Column {item_col!r} holds {len(unknown)} item id(s) unknown to the model: "
+                f"{_show(unknown)}. Map new users' items to the model's catalogue (item_ids), "
+                "or pass handle_unknown='ignore' to drop those interactions."
+            )
+        known = pc.is_valid(cols).to_numpy(zero_copy_only=False)
+        rows, values = rows[known], values[known]
+        cols = cols.filter(pc.is_valid(cols))
+    cols = cols.to_numpy(zero_copy_only=False).astype(np.int64)
+    X = sp.coo_matrix((values, (rows, cols)), shape=(len(users), n_items)).tocsr()
+    X.sum_duplicates()
+    return X
+
+
+def _limit_jobs(estimator, n_jobs):
+    """Set every ``n_jobs`` of a loaded estimator (nested ones too) to the task's cores.
+
+    A model fitted with ``n_jobs=-1`` on the driver would otherwise start one
+    thread per core of the executor in every one of its concurrent tasks.
+    """
+    for key, value in sorted(estimator.get_params(deep=True).items()):
+        if key.rsplit("__", 1)[-1] == "n_jobs" and value != n_jobs:
+            # a FrozenEstimator refuses: its estimator keeps its own setting
+            with contextlib.suppress(ValueError):
+                estimator.set_params(**{key: n_jobs})
+
+
+def _load_cached(token, payload, n_jobs):
+    """The estimator and id value set of a bundle, loaded once per Python process."""
+    if token not in _MODEL_CACHE:
+        from ._persistence import loads
+
+        bundle, ids_bytes = payload.value if hasattr(payload, "value") else payload
+        estimator = loads(bundle)
+        _limit_jobs(estimator, n_jobs)
+        if len(_MODEL_CACHE) >= _MODEL_CACHE_SIZE:
+            _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
+        _MODEL_CACHE[token] = (estimator, _ids_from_bytes(ids_bytes))
+    return _MODEL_CACHE[token]
+
+
+def _score_batches(batches, *, token, payload, n_items, k, filter_seen, handle_unknown,
+                   items, exclude, names, out_schema):  # fmt: skip
+    """mapInArrow body: for each Arrow batch of whole users, their top-k rows."""
+    import pyarrow as pa
+    from pyspark import TaskContext
+    from threadpoolctl import threadpool_limits
+
+    context = TaskContext.get()
+    cpus = context.cpus() if context is not None else 1
+    estimator, value_set = _load_cached(token, payload, cpus)
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        users, shots = batch.column(0), batch.column(1)
+        X = _to_csr(users, shots, value_set, n_items, handle_unknown, names)
+        with threadpool_limits(cpus):
+            ids, scores = estimator.recommend(
+                X, k=k, filter_seen=filter_seen, items=items, exclude=exclude
+            )
+        valid = ids >= 0
+        row = np.nonzero(valid)[0]
+        rank = (np.nonzero(valid)[1] + 1).astype(np.int32)
+        flat_ids = ids[valid]
+        out_items = value_set.take(pa.array(flat_ids))
+        yield pa.RecordBatch.from_arrays(
+            [
+                users.take(pa.array(row)),
+                out_items.cast(out_schema.field(1).type),
+                pa.array(scores[valid], type=pa.float32()),
+                pa.array(rank, type=pa.int32()),
+            ],
+            schema=out_schema,
+        )
+
+
+def _collect_users(df, user_col, item_col, value_col):
+    """One row per user: (user, list of (item, value) structs), nulls kept visible."""
+    from pyspark.sql import functions as F
+
+    value = F.lit(1.0) if value_col is None else F.col(value_col)
+    shots = F.struct(F.col(item_col).alias("item"), value.cast("double").alias("value"))
+    return df.groupBy(F.col(user_col)).agg(F.collect_list(shots).alias(_SHOTS))
+
+
+def _raw_to_columns(raw, item_ids, n_items, name):
+    """Column indices of raw item ids given on the driver (allow/deny lists)."""
+    if raw is None:
+        return None
+    raw = np.asarray(raw)
+    if raw.ndim != 1:
+        raise ValueError(f"{name} must be a 1-d array of item ids, got shape {raw.shape}.")
+    if item_ids is None:
+        from ._validation import check_item_indices
+
+        return check_item_indices(raw, n_items, name=name)
+    lookup = {v: i for i, v in enumerate(item_ids.tolist())}
+    cols = [lookup.get(v.item() if isinstance(v, np.generic) else v, -1) for v in raw]
+    unknown = [v for v, c in zip(raw.tolist(), cols) if c < 0]
+    if unknown:
+        raise ValueError(
+            f"{name} holds {len(unknown)} item id(s) unknown to the model: {_show(unknown)}."
+        )
+    return np.asarray(cols, dtype=np.int64)
+
+
+def recommend_spark(
+    df,
+    estimator,
+    *,
+    k=20,
+    user_col="user",
+    item_col="item",
+    value_col=None,
+    filter_seen=True,
+    item_ids=None,
+    items=None,
+    exclude=None,
+    handle_unknown="error",
+    num_partitions=None,
+):
+    """Top-k items for each new user of a Spark DataFrame, computed on the executors.
+
+    The interactions are grouped by user (one shuffle), so every batch handed to
+    a task holds whole users; each task calls ``estimator.recommend`` on its
+    batch as a CSR matrix, exactly as a single process would. The estimator is
+    shipped once, as a pickle-free bundle (:func:`skfewrec._persistence.dumps`)
+    in a Spark broadcast, and loaded once per Python worker.
+
+    Spark is lazy: the checks of the schema, ``item_ids`` and the settings run
+    here; the checks of the data (null or unknown ids, bad values) run on the
+    executors when the result is computed, and fail the Spark job with the same
+    message (raised as a ``PythonException``).
+
+    Parameters
+    ----------
+    df : pyspark.sql.DataFrame
+        New users' interactions, one row per event: ``user_col``, ``item_col``
+        and optionally ``value_col``. Repeated (user, item) rows are summed.
+    estimator : fitted skfewrec recommender
+        Anything with ``recommend`` that :func:`skfewrec.save` can bundle: a
+        closed-form or gradient adapter, a re-ranker.
+    k : int, default=20
+        Items per user.
+    user_col, item_col : str, default="user", "item"
+        Columns of user ids (any atomic type; copied to the output) and item ids.
+    value_col : str, default=None
+        Column of non-negative interaction values; None counts every row as 1.
+    filter_seen : bool, default=True
+        Never recommend a user's own items.
+    item_ids : array-like of shape (n_items,), default=None
+        The raw id of each item (column) of the estimator, integers or strings
+        (``factors_from_spark``'s ``item_ids``, ``InteractionEncoder.item_ids_``).
+        None: ``item_col`` already holds column indices.
+    items, exclude : array-like of item ids, default=None
+        Allow-list and deny-list (raw ids, like ``item_col``).
+    handle_unknown : {"error", "ignore"}, default="error"
+        Items not in the model's catalogue: "error" fails the job naming them;
+        "ignore" drops those interactions (a user left with none gets the
+        model's answer for a user without interactions).
+    num_partitions : int, default=None
+        Partitions of the grouped users (None: ``spark.sql.shuffle.partitions``).
+
+    Returns
+    -------
+    recommendations : pyspark.sql.DataFrame
+        Columns ``user_col`` (as in ``df``), ``item_col`` (the raw item id),
+        ``score`` (float) and ``rank`` (int, 1 = best); up to ``k`` rows per user
+        (fewer when filtering leaves fewer items).
+
+    Examples
+    --------
+    >>> from skfewrec.spark import recommend_spark
+    >>> recs = recommend_spark(spark_df, rec, k=10, item_ids=item_ids)  # doctest: +SKIP
+    >>> recs.columns  # doctest: +SKIP
+    ['user', 'item', 'score', 'rank']
+    """
+    _require_pyspark()
+    import pyarrow as pa
+    from pyspark.sql import types as T
+
+    if not hasattr(estimator, "recommend"):
+        raise TypeError(
+            f"estimator must be a fitted skfewrec recommender (with recommend), got "
+            f"{type(estimator).__name__}."
+        )
+    check_is_fitted(estimator)
+    n_items = int(estimator.n_features_in_)
+    if handle_unknown not in ("error", "ignore"):
+        raise ValueError(f"handle_unknown must be 'error' or 'ignore', got {handle_unknown!r}.")
+    if not isinstance(filter_seen, bool | np.bool_):
+        raise TypeError(f"filter_seen must be True or False, got {filter_seen!r}.")
+    if num_partitions is not None and (
+        isinstance(num_partitions, bool) or not isinstance(num_partitions, int)
+        or num_partitions < 1
+    ):  # fmt: skip
+        raise ValueError(f"num_partitions must be an integer >= 1, got {num_partitions!r}.")
+    user_field, item_field = _check_frame(df, user_col, item_col, value_col)
+    ids = _check_item_ids(item_ids, n_items, item_field.dataType, item_col)
+    allow = _raw_to_columns(items, ids, n_items, "items")
+    deny = _raw_to_columns(exclude, ids, n_items, "exclude")
+    check_k(k, n_items if allow is None else np.unique(allow).size)
+
+    from ._persistence import dumps
+
+    bundle = dumps(estimator)
+    ids_bytes = _ids_to_bytes(ids, n_items)
+    token = hashlib.sha256(bundle + ids_bytes).hexdigest()
+    try:
+        payload = df.sparkSession.sparkContext.broadcast((bundle, ids_bytes))
+    except Exception:  # Spark Connect has no SparkContext: ship it with the function
+        payload = (bundle, ids_bytes)
+
+    out_schema = T.StructType(
+        [
+            T.StructField(user_col, user_field.dataType, True),
+            T.StructField(item_col, item_field.dataType, True),
+            T.StructField("score", T.FloatType(), True),
+            T.StructField("rank", T.IntegerType(), True),
+        ]
+    )
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    arrow_schema = to_arrow_schema(out_schema)
+    grouped = _collect_users(df, user_col, item_col, value_col)
+    if num_partitions is not None:
+        grouped = grouped.repartition(num_partitions)
+    body = partial(
+        _score_batches,
+        token=token,
+        payload=payload,
+        n_items=n_items,
+        k=int(k),
+        filter_seen=bool(filter_seen),
+        handle_unknown=handle_unknown,
+        items=allow,
+        exclude=deny,
+        names=(user_col, item_col, value_col),
+        out_schema=pa.schema(arrow_schema),
+    )
+    with warnings.catch_warnings():
+        # PySpark 4 warns about pandas >= 3 when it sets up any Arrow UDF; this one
+        # moves Arrow batches only
+        warnings.filterwarnings(
+            "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
+        )
+        return grouped.mapInArrow(body, out_schema)
+
+
+def interactions_from_spark(
+    df,
+    *,
+    user_col="user",
+    item_col="item",
+    value_col=None,
+    item_ids=None,
+    n_items=None,
+    handle_unknown="error",
+):
+    """Collect a Spark DataFrame of interactions to the driver as a CSR matrix.
+
+    For data that fits on the driver: a sample of warm users to fit an adapter
+    (its prior) on imported factors, or a few users to compare with
+    :func:`recommend_spark`. Rows are the distinct users, sorted.
+
+    Parameters
+    ----------
+    df : pyspark.sql.DataFrame
+        Interactions, one row per event.
+    user_col, item_col, value_col : str
+        As in :func:`recommend_spark`.
+    item_ids : array-like of shape (n_items,), default=None
+        The raw id of each column; None: ``item_col`` holds column indices and
+        ``n_items`` must be given.
+    n_items : int, default=None
+        The number of columns when ``item_ids`` is None.
+    handle_unknown : {"error", "ignore"}, default="error"
+        Items not in ``item_ids``: raise, or drop those interactions.
+
+    Returns
+    -------
+    X : scipy.sparse.csr_matrix of shape (n_users, n_items), float32
+        Repeated (user, item) rows summed.
+    user_ids : ndarray of shape (n_users,)
+        The user id of each row.
+
+    Examples
+    --------
+    >>> from skfewrec.spark import interactions_from_spark
+    >>> X, users = interactions_from_spark(df, item_ids=item_ids)  # doctest: +SKIP
+    """
+    _require_pyspark()
+    user_field, item_field = _check_frame(df, user_col, item_col, value_col)
+    if item_ids is None:
+        if n_items is None or isinstance(n_items, bool) or not isinstance(n_items, int):
+            raise ValueError(
+                "Pass item_ids (the raw id of each column) or n_items (the number of "
+                "columns, when item_col already holds column indices)."
+            )
+    else:
+        n_items = len(item_ids)
+    ids = _check_item_ids(item_ids, n_items, item_field.dataType, item_col)
+    if handle_unknown not in ("error", "ignore"):
+        raise ValueError(f"handle_unknown must be 'error' or 'ignore', got {handle_unknown!r}.")
+    grouped = _collect_users(df, user_col, item_col, value_col).orderBy(user_col)
+    table = _to_arrow(grouped).combine_chunks()
+    users = table.column(0).combine_chunks()
+    shots = table.column(1).combine_chunks()
+    X = _to_csr(
+        users,
+        shots,
+        _arrow_ids(ids, n_items),
+        n_items,
+        handle_unknown,
+        (user_col, item_col, value_col),
+    )
+    return sp.csr_matrix(X, dtype=np.float32), users.to_numpy(zero_copy_only=False)
