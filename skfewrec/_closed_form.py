@@ -1,4 +1,5 @@
-"""ClosedFormFoldIn: the exact iALS fold-in of new users, with an empirical-Bayes prior."""
+"""ClosedFormFoldIn: the exact fold-in of new users (implicit iALS or explicit ratings),
+with an empirical-Bayes prior."""
 
 from numbers import Integral, Real
 
@@ -8,7 +9,16 @@ from threadpoolctl import threadpool_limits
 
 from ._base import FactorRecommenderMixin, fit_factor_source, validate_interactions
 from ._compat import HasMethods, Interval, StrOptions, _fit_context
+from ._explicit import (
+    check_rating_scale,
+    check_ratings_in_scale,
+    explicit_system,
+    fit_explicit_source,
+    solve_explicit,
+    with_bias_column,
+)
 from ._factors import CONVENTIONS, ALSFactors, confidence_coefficients, ridge_per_user
+from ._items import NewItemsMixin
 from ._solvers import shared_system, solve_users
 from ._topk import effective_n_jobs
 
@@ -38,13 +48,14 @@ def warm_prior(U, *, eps=1e-6):
     return mean, cov
 
 
-class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
-    """Recommend to new users from a few interactions: the exact iALS fold-in.
+class ClosedFormFoldIn(NewItemsMixin, FactorRecommenderMixin, TransformerMixin, BaseEstimator):
+    """Recommend to new users from a few interactions: the exact closed-form fold-in.
 
     The item factors are pretrained once (``factors``) and kept fixed. A new
-    user's vector is the exact minimiser of the iALS loss over their support
-    set, optionally with a prior learned from the warm users (empirical Bayes),
-    which keeps 1- to 3-shot users sensible::
+    user's vector is the exact minimiser of the pretraining loss over their
+    support set, optionally with a prior learned from the warm users (empirical
+    Bayes), which keeps 1- to 3-shot users sensible. For implicit feedback
+    (``objective="implicit"``, iALS)::
 
         (Y^T C_u Y + lambda I + s P) x = Y^T C_u p_u + s P mu
 
@@ -54,52 +65,90 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
     identity in O(k^2 f + k^3); others by a direct f x f solve. Both are batched
     over users.
 
+    For explicit ratings (``objective="explicit"``) the model is
+    ``r_ui = mu_r + b_u + b_i + x_u . y_i``, with the item side learned on the
+    warm users (:class:`~skfewrec._explicit.ExplicitALSFactors`), and the user
+    side ``w_u = [x_u, b_u]`` the ridge (MAP) solve on the user's ratings::
+
+        (Z_S^T Z_S + lambda I + s P) w = Z_S^T (r_S - mu_r - b_S) + s P mu
+
+    with ``z_i = [y_i, 1]``; ``decision_function`` then gives predicted ratings.
+
     Parameters
     ----------
     factors : estimator, default=None
-        The factor source: an :class:`ALSFactors` (fitted on ``X`` by ``fit``), or a
-        :class:`~sklearn.frozen.FrozenEstimator` wrapping a fitted one (used as is,
-        kept by ``clone``). None means ``ALSFactors()``.
+        The factor source: an :class:`ALSFactors` (``ExplicitALSFactors`` for
+        ``objective="explicit"``), fitted on ``X`` by ``fit``, or a
+        :class:`~sklearn.frozen.FrozenEstimator` wrapping a fitted one (used as
+        is, kept by ``clone``). None means ``ALSFactors()`` (``ExplicitALSFactors()``).
     regularization : float, default=None
-        The ridge ``lambda``; None uses the factors' own.
+        The ridge ``lambda``; None uses the factors' own. Must be > 0 for
+        ``objective="explicit"``.
     confidence_scale : float, default=None
-        ``c = confidence_scale * x``; None uses the factors' own.
+        ``c = confidence_scale * x``; None uses the factors' own. Unused for
+        ``objective="explicit"``.
     prior : {"none", "mean", "gaussian"}, default="none"
-        "none": plain iALS (identical to implicit's ``recalculate_user``);
-        "mean": shrink toward the warm users' mean vector; "gaussian": the
+        "none": plain iALS (identical to implicit's ``recalculate_user``) or plain
+        ridge; "mean": shrink toward the warm users' mean vector; "gaussian": the
         empirical-Bayes MAP with the warm users' mean and covariance.
     prior_strength : float, default=1.0
         ``s`` above; ignored for ``prior="none"``.
+    objective : {"implicit", "explicit"}, default="implicit"
+        "implicit": values are confidences (counts, clicks); "explicit": values
+        are ratings, fitted by biased ridge regression on the rated items only.
+    rating_scale : tuple of (float, float), default=None
+        The declared ``(low, high)`` of the values, with ``0 < low <= high``;
+        when given, ``fit``, ``add_items`` and every method taking users refuse
+        values outside it. None: no check.
     solver : {"auto", "woodbury", "direct"}, default="auto"
         How each user's system is solved; "auto" picks the cheaper per user.
     convention : {"implicit", "spark"}, default=None
         How values become confidences and how the ridge scales: implicit's
         (``c = scale * x``, ridge ``lambda``) or Spark MLlib's
         (``c = 1 + scale * x``, ridge ``lambda * n_u``). None uses the factors'
-        own (``factors_.convention_``).
+        own (``factors_.convention_``). Unused for ``objective="explicit"``.
     n_jobs : int, default=None
         BLAS threads while folding in and threads while ranking. None: 1.
 
     Attributes
     ----------
-    factors_ : ALSFactors
+    factors_ : ALSFactors or ExplicitALSFactors
         The fitted factor source.
-    regularization_, confidence_scale_ : float
-        The ridge and confidence scale in use.
-    convention_ : str
-        The confidence convention in use.
+    regularization_ : float
+        The ridge in use.
+    confidence_scale_ : float or None
+        The confidence scale in use (None for ``objective="explicit"``).
+    convention_ : str or None
+        The confidence convention in use (None for ``objective="explicit"``).
     item_factors_ : ndarray of shape (n_items, n_components), float32
-    mean_ : ndarray of shape (n_components,)
-        Mean of the warm users' (plain fold-in) vectors.
-    covariance_ : ndarray of shape (n_components, n_components)
-        Their shrunk covariance.
+        Grows with :meth:`add_items`.
+    item_biases_ : ndarray of shape (n_items,), float32
+        Only for ``objective="explicit"``: the items' rating biases ``b_i``.
+    global_mean_ : float
+        Only for ``objective="explicit"``: the mean warm rating ``mu_r``.
+    item_counts_ : ndarray of shape (n_items,), int64
+        Number of warm users who interacted with each item. Items with 0 are
+        unknown to the model: shots on them are ignored.
+    mean_ : ndarray of shape (n_user_components,)
+        Mean of the warm users' (plain fold-in) vectors; ``n_user_components``
+        is ``n_components``, plus one (the user bias, last) for
+        ``objective="explicit"``.
+    covariance_ : ndarray of shape (n_user_components, n_user_components)
+        Their shrunk (Ledoit-Wolf) covariance.
     n_features_in_ : int
         The catalogue size.
+
+    See Also
+    --------
+    ALSFactors : the implicit pretrainer.
+    skfewrec._explicit.ExplicitALSFactors : the explicit-ratings pretrainer.
 
     Notes
     -----
     A user without interactions gets the prior's answer: ``mean_`` for
     ``prior="none"`` (a popularity-like ranking), the prior's solve otherwise.
+    So does a user whose every shot is on an unknown item (``item_counts_ == 0``);
+    shots on unknown items are ignored for every user.
 
     Examples
     --------
@@ -111,6 +160,17 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
     >>> ids, scores = rec.recommend(X[250:], k=5)
     >>> ids.shape
     (50, 5)
+
+    Explicit ratings: ``decision_function`` predicts them.
+
+    >>> from skfewrec._explicit import ExplicitALSFactors
+    >>> R = make_interactions(n_users=300, n_items=100, random_state=0).X
+    >>> R.data = 1.0 + (R.data % 5)  # ratings 1 to 5
+    >>> rec = ClosedFormFoldIn(ExplicitALSFactors(n_components=4, random_state=0),
+    ...                        objective="explicit", prior="gaussian",
+    ...                        rating_scale=(1, 5)).fit(R[:250])
+    >>> rec.decision_function(R[250:]).shape
+    (50, 100)
     """
 
     _parameter_constraints = {
@@ -119,6 +179,8 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
         "confidence_scale": [Interval(Real, 0, None, closed="neither"), None],
         "prior": [StrOptions({"none", "mean", "gaussian"})],
         "prior_strength": [Interval(Real, 0, None, closed="left")],
+        "objective": [StrOptions({"implicit", "explicit"})],
+        "rating_scale": [tuple, list, None],
         "solver": [StrOptions({"auto", "woodbury", "direct"})],
         "convention": [StrOptions(set(CONVENTIONS)), None],
         "n_jobs": [Integral, None],
@@ -132,6 +194,8 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
         confidence_scale=None,
         prior="none",
         prior_strength=1.0,
+        objective="implicit",
+        rating_scale=None,
         solver="auto",
         convention=None,
         n_jobs=None,
@@ -141,6 +205,8 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
         self.confidence_scale = confidence_scale
         self.prior = prior
         self.prior_strength = prior_strength
+        self.objective = objective
+        self.rating_scale = rating_scale
         self.solver = solver
         self.convention = convention
         self.n_jobs = n_jobs
@@ -152,7 +218,7 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_users, n_items)
-            The warm users' interactions.
+            The warm users' interactions (ratings for ``objective="explicit"``).
         y : None
             Ignored.
 
@@ -161,25 +227,40 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
+        if self.rating_scale is not None:
+            check_rating_scale(self.rating_scale)
         X = validate_interactions(self, X, reset=True)
-        self.factors_ = fit_factor_source(self.factors, X, ALSFactors())
+        check_ratings_in_scale(X, self.rating_scale)
+        if self.objective == "explicit":
+            self.factors_ = fit_explicit_source(self.factors, X)
+            self.item_biases_ = np.asarray(self.factors_.item_biases_, dtype=np.float32)
+            self.global_mean_ = float(self.factors_.global_mean_)
+            self.confidence_scale_ = None
+            self.convention_ = None
+        else:
+            self.factors_ = fit_factor_source(self.factors, X, ALSFactors())
+            self.confidence_scale_ = float(
+                self.factors_.confidence_scale
+                if self.confidence_scale is None
+                else self.confidence_scale
+            )
+            self.convention_ = (
+                getattr(self.factors_, "convention_", "implicit")
+                if self.convention is None
+                else self.convention
+            )
         self.item_factors_ = np.ascontiguousarray(self.factors_.item_factors_, dtype=np.float32)
         self.regularization_ = float(
             self.factors_.regularization if self.regularization is None else self.regularization
         )
-        self.confidence_scale_ = float(
-            self.factors_.confidence_scale
-            if self.confidence_scale is None
-            else self.confidence_scale
-        )
-        self.convention_ = (
-            getattr(self.factors_, "convention_", "implicit")
-            if self.convention is None
-            else self.convention
-        )
-        shared, _ = ridge_per_user(X.indptr, self.regularization_, self.convention_)
+        if self.objective == "explicit" and self.regularization_ <= 0:
+            raise ValueError(
+                f"objective='explicit' needs regularization > 0 (got {self.regularization_:g}): "
+                "a user with fewer ratings than factors has no unique ridge solution without it."
+            )
+        self.item_counts_ = np.bincount(X.indices, minlength=X.shape[1]).astype(np.int64)
         with threadpool_limits(self._blas_threads(), user_api="blas"):
-            warm = self._solve(X, shared_system(self.item_factors_, shared))
+            warm = self._solve(X, self._make_system(None, None))
         self.mean_, self.covariance_ = warm_prior(warm)
         self._rebuild()
         return self
@@ -188,20 +269,31 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
         return effective_n_jobs(self.n_jobs)
 
     def _prior_terms(self):
-        f = self.item_factors_.shape[1]
+        g = self.mean_.shape[0]
         if self.prior == "mean":
-            return self.prior_strength * np.eye(f), self.mean_
+            return self.prior_strength * np.eye(g), self.mean_
         if self.prior == "gaussian":
             return self.prior_strength * np.linalg.inv(self.covariance_), self.mean_
         return None, None
 
+    def _make_system(self, precision, mean):
+        if self.objective == "explicit":
+            return explicit_system(
+                with_bias_column(self.item_factors_), self.regularization_, precision, mean
+            )
+        shared, _ = ridge_per_user(np.zeros(1), self.regularization_, self.convention_)
+        return shared_system(self.item_factors_, shared, precision, mean)
+
     def _rebuild(self):
         """Recompute the private caches derived from the public fitted state."""
-        precision, mean = self._prior_terms()
-        shared, _ = ridge_per_user(np.zeros(1), self.regularization_, self.convention_)
-        self._system = shared_system(self.item_factors_, shared, precision, mean)
-        # the answer for a user with no shots: the prior's, or the warm mean
+        self._system = self._make_system(*self._prior_terms())
+        # the answer for a user with no (known) shots: the prior's, or the warm mean
         self._empty_vector = self.mean_ if self.prior == "none" else self._system["x0"]
+        self._unknown = None if self.item_counts_.all() else self.item_counts_ == 0
+
+    def _rating_offsets(self):
+        """``mu_r + b_i`` of every item (explicit objective)."""
+        return self.global_mean_ + self.item_biases_.astype(np.float64)
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -209,24 +301,86 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
             self._rebuild()
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: never strip the live object
         # derived caches are rebuilt on load, keeping pickles and bundles small
-        state.pop("_system", None)
-        state.pop("_empty_vector", None)
+        for key in ("_system", "_empty_vector", "_unknown"):
+            state.pop(key, None)
         return state
 
+    def _validate_users(self, X):
+        X = super()._validate_users(X)
+        check_ratings_in_scale(X, self.rating_scale)
+        return X
+
+    def _check_new_item_values(self, X_new):
+        check_ratings_in_scale(X_new, self.rating_scale, name="X_new_items")
+
     def _solve(self, X, system):
+        if self.objective == "explicit":
+            return solve_explicit(X, self._rating_offsets(), system, solver=self.solver)
         d, t = confidence_coefficients(X.data, self.confidence_scale_, self.convention_)
         _, extra = ridge_per_user(X.indptr, self.regularization_, self.convention_)
         return solve_users(X.indptr, X.indices, d, t, system, solver=self.solver, extra_ridge=extra)
 
+    def _drop_unknown_shots(self, X):
+        """X without its shots on items no warm user touched (item_counts_ == 0)."""
+        if self._unknown is None or X.nnz == 0:
+            return X
+        keep = ~self._unknown[X.indices]
+        if keep.all():
+            return X
+        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[keep]
+        indptr = np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=X.shape[0]))))
+        return type(X)((X.data[keep], X.indices[keep], indptr), shape=X.shape)
+
     def _user_vectors(self, X):
+        X = self._drop_unknown_shots(X)
         with threadpool_limits(self._blas_threads(), user_api="blas"):
             U = self._solve(X, self._system)
         empty = np.diff(X.indptr) == 0
         if empty.any():
             U[empty] = self._empty_vector
         return U.astype(np.float32)
+
+    def _scorer(self, X, columns):
+        if self.objective != "explicit":
+            return super()._scorer(X, columns)
+        # [x_u, b_u, 1] . [y_i, 1, mu_r + b_i] = mu_r + b_u + b_i + x_u . y_i
+        W = self._user_vectors(X)
+        U = np.hstack([W, np.ones((W.shape[0], 1), dtype=np.float32)])
+        Y = self.item_factors_ if columns is None else self.item_factors_[columns]
+        off = self._rating_offsets()
+        off = off if columns is None else off[columns]
+        V = np.hstack([Y, np.ones((Y.shape[0], 1), dtype=np.float32), off[:, None]])
+        Vt = np.ascontiguousarray(V.T, dtype=np.float32)
+
+        def score_block(start, stop):
+            return U[start:stop] @ Vt
+
+        return score_block
+
+    def _fold_in_items(self, Xt):
+        if self.objective != "explicit":
+            return super()._fold_in_items(Xt)
+        source = self.factors_
+        U = self._warm_user_factors()
+        biases = getattr(source, "user_biases_", None)
+        if biases is None or len(biases) != U.shape[0]:
+            raise ValueError(
+                "add_items with objective='explicit' needs the warm users' biases "
+                "(factors_.user_biases_, one per warm user); use an ExplicitALSFactors "
+                "fitted on the warm users."
+            )
+        ridge = float(source.regularization)
+        bias_ridge = getattr(source, "bias_regularization", None)
+        ridge = np.r_[np.full(U.shape[1], ridge), ridge if bias_ridge is None else bias_ridge]
+        features = with_bias_column(U)
+        offsets = self.global_mean_ + np.asarray(biases, dtype=np.float64)
+        V = solve_explicit(Xt, offsets, explicit_system(features, ridge))
+        return {
+            "item_factors_": V[:, :-1].astype(np.float32),
+            "item_biases_": V[:, -1].astype(np.float32),
+        }
 
     def transform(self, X):
         """Fold in users: their vectors given their support sets, item factors fixed.
@@ -238,8 +392,10 @@ class ClosedFormFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        U : ndarray of shape (n_users, n_components), float32
-            One vector per user; users without interactions get the prior's answer.
+        U : ndarray of shape (n_users, n_user_components), float32
+            One vector per user; users without (known) interactions get the
+            prior's answer. For ``objective="explicit"`` the last column is the
+            user's rating bias ``b_u``.
         """
         X = self._validate_users(X)
         return self._user_vectors(X)

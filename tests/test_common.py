@@ -52,6 +52,7 @@ def _small_factors():
 INIT_PARAMS = {
     "ALSFactors": lambda cls: cls(n_components=4, max_iter=3, random_state=0),
     "ClosedFormFoldIn": lambda cls: cls(factors=_small_factors()),
+    "ExplicitALSFactors": lambda cls: cls(n_components=4, max_iter=3, random_state=0),
     "ImplicitFoldIn": lambda cls: cls(factors=_small_factors()),
     "GradientFoldIn": lambda cls: cls(factors=_small_factors(), random_state=0),
     "LightGBMReranker": lambda cls: cls(

@@ -1,0 +1,365 @@
+"""Explicit ratings: biased matrix factorisation trained by batched alternating least squares.
+
+The model predicts a rating as ``r_ui = mu + b_u + b_i + x_u . y_i``. With the
+item side ``(y_i, b_i)`` fixed, the user side ``w_u = [x_u, b_u]`` is a ridge
+regression of the residuals ``r_ui - mu - b_i`` on the features ``z_i = [y_i, 1]``
+over the items the user rated::
+
+    (Z_S^T Z_S + M) w = Z_S^T (r_S - mu - b_S) + M w0
+
+(``M``: the ridge, plus a prior's precision; ``w0 = M^-1 m``, the prior's
+answer). This is the closed-form system of :mod:`skfewrec._solvers` with every
+shot's extra confidence ``d = 1`` and target ``t = r - mu - b_i``, and without
+the implicit term ``Y^T Y`` in the shared matrix, so the same batched Woodbury
+and direct solvers fold users in, and train both sides of the model.
+"""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils import check_random_state
+from threadpoolctl import threadpool_limits
+
+from ._compat import Interval, _fit_context, check_is_fitted
+from ._solvers import shared_system, solve_users
+from ._topk import effective_n_jobs
+
+
+def explicit_system(features, ridge, prior_precision=None, prior_mean=None):
+    """Precompute what every explicit ridge solve shares.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_items, n_features)
+        ``z_i``, one row per item (``[y_i, 1]`` for a biased model).
+    ridge : float or ndarray of shape (n_features,)
+        The diagonal ridge.
+    prior_precision : ndarray of shape (n_features, n_features), default=None
+        ``s P``, already scaled by the prior strength; None for no prior.
+    prior_mean : ndarray of shape (n_features,), default=None
+        The prior mean ``mu``; None for a zero mean.
+
+    Returns
+    -------
+    system : dict
+        The keys :func:`skfewrec._solvers.solve_users` reads: ``M``, ``x0``,
+        ``Yp``, ``Zp``, ``Yx0``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._explicit import explicit_system
+    >>> system = explicit_system(np.ones((3, 2)), 0.5)
+    >>> system["M"]
+    array([[0.5, 0. ],
+           [0. , 0.5]])
+    """
+    Z = np.asarray(features, dtype=np.float64)
+    g = Z.shape[1]
+    M = np.diag(np.broadcast_to(np.asarray(ridge, dtype=np.float64), (g,)))
+    m = np.zeros(g)
+    if prior_precision is not None:
+        M = M + prior_precision
+        if prior_mean is not None:
+            m = prior_precision @ prior_mean
+    # shared_system on zero items gives M (without the implicit term Y^T Y) with
+    # every derived quantity; its prior mean is chosen so that its pull is m
+    x0 = np.linalg.solve(0.5 * (M + M.T), m)
+    system = shared_system(np.zeros((0, g)), 0.0, M, x0)
+    M_inv = np.linalg.inv(system["M"])
+    pad = np.zeros((1, g))
+    system["Yp"] = np.vstack([Z, pad]).astype(np.float32)
+    system["Zp"] = np.vstack([Z @ M_inv, pad]).astype(np.float32)
+    system["Yx0"] = system["Yp"] @ system["x0"].astype(np.float32)
+    return system
+
+
+def with_bias_column(factors):
+    """``[factors, 1]``: the features of a biased ridge regression."""
+    factors = np.asarray(factors, dtype=np.float64)
+    return np.hstack([factors, np.ones((factors.shape[0], 1))])
+
+
+def solve_explicit(X, offsets, system, *, solver="auto"):
+    """Ridge-solve every row of ``X`` against fixed column features, batched.
+
+    Parameters
+    ----------
+    X : csr_matrix of shape (n_rows, n_columns)
+        Ratings; the nonzeros of a row are the observations of its ridge regression.
+    offsets : ndarray of shape (n_columns,)
+        Subtracted from each rating of a column (``mu + b_i``).
+    system : dict
+        From :func:`explicit_system` on the columns' features.
+    solver : {"auto", "woodbury", "direct"}, default="auto"
+        As in :func:`skfewrec._solvers.solve_users`.
+
+    Returns
+    -------
+    W : ndarray of shape (n_rows, n_features), float64
+    """
+    t = X.data.astype(np.float64) - offsets[X.indices]
+    return solve_users(X.indptr, X.indices, np.ones_like(t), t, system, solver=solver)
+
+
+def check_rating_scale(rating_scale):
+    """Check a declared rating scale ``(low, high)`` and return it as floats.
+
+    Examples
+    --------
+    >>> from skfewrec._explicit import check_rating_scale
+    >>> check_rating_scale((1, 5))
+    (1.0, 5.0)
+    """
+    try:
+        low, high = (float(v) for v in rating_scale)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"rating_scale must be a pair (low, high) of numbers, got {rating_scale!r}; "
+            "e.g. rating_scale=(1, 5)."
+        ) from None
+    if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
+        raise ValueError(
+            f"rating_scale must satisfy 0 < low <= high, got {rating_scale!r}. A zero in X "
+            "means 'no rating', so the lowest rating must be positive: shift the ratings "
+            "(e.g. a 0-5 scale becomes 1-6) before fitting."
+        )
+    return low, high
+
+
+def check_ratings_in_scale(X, rating_scale, *, name="X"):
+    """Raise a clear error if a nonzero value of ``X`` is outside ``rating_scale``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scipy.sparse as sp
+    >>> from skfewrec._explicit import check_ratings_in_scale
+    >>> check_ratings_in_scale(sp.csr_matrix(np.array([[6.0, 0]])), (1, 5))
+    Traceback (most recent call last):
+    ...
+    ValueError: X has 1 rating(s) outside the declared rating_scale [1, 5] ...
+    """
+    if rating_scale is None or X.nnz == 0:
+        return
+    low, high = check_rating_scale(rating_scale)
+    bad = (X.data < low) | (X.data > high)
+    if bad.any():
+        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[bad]
+        raise ValueError(
+            f"{name} has {int(bad.sum())} rating(s) outside the declared rating_scale "
+            f"[{low:g}, {high:g}] (first: {X.data[bad][0]:g} in row {rows[0]}, column "
+            f"{X.indices[bad][0]}). Fix or drop those ratings, or declare the scale they use."
+        )
+
+
+class ExplicitALSFactors(TransformerMixin, BaseEstimator):
+    """Biased matrix factorisation of explicit ratings, trained by batched ALS.
+
+    Learns ``r_ui ~ mu + b_u + b_i + x_u . y_i`` on the observed ratings only
+    (unobserved entries are missing, not negative), alternating exact ridge
+    solves of the user side ``[x_u, b_u]`` and of the item side ``[y_i, b_i]``,
+    each batched over rows (no Python loop per user or item). The factor
+    source of ``ClosedFormFoldIn(objective="explicit")``; ``transform`` folds in
+    new users with the item side fixed.
+
+    Parameters
+    ----------
+    n_components : int, default=32
+        Number of latent factors.
+    regularization : float, default=5.0
+        Ridge on the factors (and biases) of every user and item.
+    bias_regularization : float, default=None
+        Ridge on the biases; None uses ``regularization``.
+    max_iter : int, default=15
+        Number of ALS sweeps (each solves every user, then every item).
+    init_scale : float, default=0.1
+        Standard deviation of the random initial item factors.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial item factors.
+    n_jobs : int, default=None
+        BLAS threads. None: 1.
+
+    Attributes
+    ----------
+    item_factors_ : ndarray of shape (n_items, n_components), float32
+    item_biases_ : ndarray of shape (n_items,), float32
+    user_factors_ : ndarray of shape (n_users, n_components), float32
+        Exact fold-ins of the training rows against the final item side.
+    user_biases_ : ndarray of shape (n_users,), float32
+    global_mean_ : float
+        The mean training rating ``mu``.
+    n_iter_ : int
+        Number of ALS sweeps run.
+    n_features_in_ : int
+        The catalogue size.
+
+    See Also
+    --------
+    ClosedFormFoldIn : with ``objective="explicit"``, folds in new users from a
+        few ratings, with an empirical-Bayes prior.
+
+    Notes
+    -----
+    Items (users) without a training rating get zero factors and a zero bias:
+    their predicted rating is ``mu + b_u`` (``mu + b_i``).
+
+    Examples
+    --------
+    >>> from skfewrec._explicit import ExplicitALSFactors
+    >>> from skfewrec.datasets import make_interactions
+    >>> X = make_interactions(n_users=100, n_items=50, random_state=0).X
+    >>> als = ExplicitALSFactors(n_components=4, random_state=0).fit(X)
+    >>> als.item_factors_.shape, als.item_biases_.shape
+    ((50, 4), (50,))
+    """
+
+    _parameter_constraints = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "regularization": [Interval(Real, 0, None, closed="neither")],
+        "bias_regularization": [Interval(Real, 0, None, closed="neither"), None],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "init_scale": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
+    }
+
+    def __init__(
+        self,
+        n_components=32,
+        *,
+        regularization=5.0,
+        bias_regularization=None,
+        max_iter=15,
+        init_scale=0.1,
+        random_state=None,
+        n_jobs=None,
+    ):
+        self.n_components = n_components
+        self.regularization = regularization
+        self.bias_regularization = bias_regularization
+        self.max_iter = max_iter
+        self.init_scale = init_scale
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _ridge(self):
+        bias = self.regularization if self.bias_regularization is None else self.bias_regularization
+        return np.r_[np.full(self.n_components, float(self.regularization)), float(bias)]
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the biased factorisation on the warm users' ratings.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_users, n_items)
+            Positive ratings; zero means "not rated".
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        from ._base import validate_interactions
+
+        X = validate_interactions(self, X, reset=True)
+        Xt = X.T.tocsr()
+        f = self.n_components
+        rng = check_random_state(self.random_state)
+        mu = float(X.data.mean()) if X.nnz else 0.0
+        V = np.hstack(
+            [rng.normal(scale=self.init_scale, size=(X.shape[1], f)), np.zeros((X.shape[1], 1))]
+        )
+        ridge = self._ridge()
+        with threadpool_limits(effective_n_jobs(self.n_jobs), user_api="blas"):
+            W = self._user_step(X, V, mu, ridge)
+            for _ in range(self.max_iter):
+                V = self._user_step(Xt, W, mu, ridge)  # the item side, by symmetry
+                W = self._user_step(X, V, mu, ridge)
+        self.global_mean_ = mu
+        self.item_factors_ = np.ascontiguousarray(V[:, :f], dtype=np.float32)
+        self.item_biases_ = V[:, f].astype(np.float32)
+        self.user_factors_ = np.ascontiguousarray(W[:, :f], dtype=np.float32)
+        self.user_biases_ = W[:, f].astype(np.float32)
+        self.n_iter_ = self.max_iter
+        self._rebuild()
+        return self
+
+    @staticmethod
+    def _user_step(X, other, mu, ridge):
+        """Solve every row of X for ``[x, b]`` with the other side ``[y, b]`` fixed."""
+        features = with_bias_column(other[:, :-1])
+        return solve_explicit(X, mu + other[:, -1], explicit_system(features, ridge))
+
+    def _rebuild(self):
+        """Recompute the private caches derived from the public fitted state."""
+        self._system = explicit_system(with_bias_column(self.item_factors_), self._ridge())
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: never strip the live object
+        state.pop("_system", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "item_factors_" in state:
+            self._rebuild()
+
+    def transform(self, X):
+        """Fold in users: the factors of their ridge solve, item side fixed.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_users, n_items)
+            The users' ratings.
+
+        Returns
+        -------
+        U : ndarray of shape (n_users, n_components), float32
+            User factors; zero for users without ratings. The users' biases are
+            not returned (see ``ClosedFormFoldIn(objective="explicit")``).
+        """
+        from ._base import validate_interactions
+
+        check_is_fitted(self)
+        X = validate_interactions(self, X, reset=False)
+        offsets = self.global_mean_ + self.item_biases_.astype(np.float64)
+        with threadpool_limits(effective_n_jobs(self.n_jobs), user_api="blas"):
+            W = solve_explicit(X, offsets, self._system)
+        return W[:, : self.n_components].astype(np.float32)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.positive_only = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+
+def fit_explicit_source(factors, X):
+    """Fit (or reuse, when frozen) the factor source of an explicit-rating adapter."""
+    source = ExplicitALSFactors() if factors is None else factors
+    if isinstance(source, FrozenEstimator):
+        check_is_fitted(source.estimator)
+        est = source.estimator
+    else:
+        est = clone(source).fit(X)
+    for attr in ("item_factors_", "item_biases_", "global_mean_", "regularization"):
+        if not hasattr(est, attr):
+            raise TypeError(
+                f"objective='explicit' needs a factor source with item biases; factors must "
+                f"provide {attr!r} (an ExplicitALSFactors, or a FrozenEstimator wrapping one), "
+                f"got {type(est).__name__}."
+            )
+    n_items = est.item_factors_.shape[0]
+    if n_items != X.shape[1]:
+        raise ValueError(
+            f"The factor source has {n_items} items but X has {X.shape[1]} columns; the "
+            "prefit factors must cover exactly the catalogue of X."
+        )
+    return est

@@ -1,0 +1,188 @@
+"""New items folded in after pretraining: the symmetric closed form, and what follows from it."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.frozen import FrozenEstimator
+
+import skfewrec
+from skfewrec import ALSFactors, ClosedFormFoldIn
+from skfewrec._explicit import ExplicitALSFactors
+
+F = 6
+
+
+@pytest.fixture(scope="module")
+def split(small_interactions):
+    """Warm users x (old items, new items)."""
+    X = small_interactions[:250]
+    return X[:, :100].tocsr(), X[:, 100:].tocsr()
+
+
+@pytest.fixture(scope="module")
+def factors(split):
+    old, _ = split
+    return ALSFactors(
+        n_components=F, regularization=0.5, confidence_scale=3.0, max_iter=5, random_state=0
+    ).fit(old)
+
+
+def naive_item_solve(U, X_new, reg, scale):
+    """(U^T C_i U + lambda I) y = U^T C_i p_i per new item (implicit's convention)."""
+    U = U.astype(np.float64)
+    out = []
+    for col in X_new.toarray().T:
+        obs = col > 0
+        c = np.where(obs, scale * col, 1.0)
+        A = U.T @ (c[:, None] * U) + reg * np.eye(U.shape[1])
+        out.append(np.linalg.solve(A, U.T @ (c * obs)))
+    return np.array(out)
+
+
+def test_add_items_is_the_exact_item_half_step(factors, split):
+    old, new = split
+    rec = ClosedFormFoldIn(FrozenEstimator(factors), prior="gaussian").fit(old)
+    before = rec.item_factors_.copy()
+    assert rec.add_items(new) is rec
+    expected = naive_item_solve(factors.user_factors_, new, 0.5, 3.0)
+    np.testing.assert_allclose(rec.item_factors_[100:], expected, rtol=2e-3, atol=2e-4)
+    np.testing.assert_array_equal(rec.item_factors_[:100], before)
+    assert rec.n_features_in_ == 120 and rec.item_factors_.shape == (120, F)
+    np.testing.assert_array_equal(rec.item_counts_[100:], new.getnnz(axis=0))
+    # the frozen factor source is left alone
+    assert factors.item_factors_.shape == (100, F)
+
+
+def test_new_users_are_folded_in_against_the_grown_catalogue(factors, split, small_interactions):
+    old, new = split
+    rec = ClosedFormFoldIn(FrozenEstimator(factors)).fit(old).add_items(new)
+    S = small_interactions[250:]
+    Y = rec.item_factors_.astype(np.float64)
+    # a new user's system now counts the new items in Y^T Y
+    row = S[0].toarray().ravel()
+    obs = row > 0
+    c = np.where(obs, 3.0 * row, 1.0)
+    x = np.linalg.solve(Y.T @ (c[:, None] * Y) + 0.5 * np.eye(F), Y.T @ (c * obs))
+    np.testing.assert_allclose(rec.transform(S[:1])[0], x, rtol=2e-3, atol=2e-4)
+    ids, _ = rec.recommend(S, k=30)
+    assert (ids >= 100).any()  # new items are ranked
+    assert rec.decision_function(S).shape == (S.shape[0], 120)
+    with pytest.raises(ValueError, match="120 features"):
+        rec.recommend(S[:, :100], k=5)
+
+
+def test_a_new_item_is_recommended_to_the_block_that_uses_it():
+    """Checkerboard: each block's held-out item, folded in, is recommended to that block."""
+    n, n_blocks = 48, 4
+    block = np.arange(n) * n_blocks // n
+    X = (block[:, None] == block[None, :]).astype(np.float32)
+    held_out = np.array([np.flatnonzero(block == b)[0] for b in range(n_blocks)])
+    kept = np.setdiff1d(np.arange(n), held_out)
+    rec = ClosedFormFoldIn(ALSFactors(n_components=8, random_state=0)).fit(X[:, kept])
+    rec.add_items(X[:, held_out])
+    new_cols = len(kept) + np.arange(n_blocks)
+    # one shot on an old item of the block: the block's new item is in the top 11
+    shots = np.zeros((n_blocks, len(kept) + n_blocks), dtype=np.float32)
+    for b in range(n_blocks):
+        shots[b, np.flatnonzero(block[kept] == b)[0]] = 1
+    ids, _ = rec.recommend(shots, k=11)
+    for b in range(n_blocks):
+        assert new_cols[b] in ids[b]
+        assert not np.isin(np.delete(new_cols, b), ids[b]).any()
+
+
+def test_an_item_without_warm_users_gets_a_zero_vector_and_a_warning(factors, split):
+    old, new = split
+    new = new.tolil()
+    new[:, 3] = 0
+    new = new.tocsr()
+    new.eliminate_zeros()
+    rec = ClosedFormFoldIn(FrozenEstimator(factors), prior="mean").fit(old)
+    with pytest.warns(UserWarning, match="1 of the 20 new items have no interaction"):
+        rec.add_items(new)
+    np.testing.assert_array_equal(rec.item_factors_[103], 0)
+    assert rec.item_counts_[103] == 0
+    # a user whose only shot is that item is a user without shots
+    only = np.zeros((1, 120), dtype=np.float32)
+    only[0, 103] = 1
+    np.testing.assert_allclose(rec.transform(only), rec.transform(np.zeros_like(only)))
+
+
+def test_bad_new_items_are_refused(factors, split):
+    old, new = split
+    rec = ClosedFormFoldIn(FrozenEstimator(factors)).fit(old)
+    with pytest.raises(ValueError, match="X_new_items has 249 rows but the factor source holds"):
+        rec.add_items(new[:-1])
+    bad = new.toarray()
+    bad[0, 0] = -2
+    with pytest.raises(ValueError, match="X_new_items.*1 negative value"):
+        rec.add_items(bad)
+    with pytest.raises(ValueError, match="rating_scale"):
+        ClosedFormFoldIn(FrozenEstimator(factors), rating_scale=(1, 2)).fit(old).add_items(new * 5)
+    assert rec.n_features_in_ == 100  # nothing half-added
+    no_users = ALSFactors.from_arrays(factors.item_factors_, regularization=0.5)
+    rec = ClosedFormFoldIn(FrozenEstimator(no_users)).fit(old)
+    with pytest.raises(ValueError, match="user_factors_ is empty"):
+        rec.add_items(new)
+    with pytest.raises(Exception, match="not fitted"):
+        ClosedFormFoldIn().add_items(new)
+
+
+def test_explicit_add_items_is_the_ridge_item_step(split):
+    old, new = split
+    source = ExplicitALSFactors(
+        n_components=4, regularization=2.0, bias_regularization=1.0, max_iter=5, random_state=0
+    ).fit(old)
+    rec = ClosedFormFoldIn(FrozenEstimator(source), objective="explicit").fit(old).add_items(new)
+    Z = np.hstack([source.user_factors_, np.ones((250, 1))]).astype(np.float64)
+    ridge = np.diag([2.0] * 4 + [1.0])
+    for j, col in enumerate(new.toarray().T):
+        obs = col > 0
+        r = col[obs] - source.global_mean_ - source.user_biases_[obs]
+        w = np.linalg.solve(Z[obs].T @ Z[obs] + ridge, Z[obs].T @ r)
+        np.testing.assert_allclose(rec.item_factors_[100 + j], w[:4], rtol=2e-3, atol=2e-4)
+        np.testing.assert_allclose(rec.item_biases_[100 + j], w[4], rtol=2e-3, atol=2e-4)
+    assert rec.decision_function(new[:3].toarray() @ np.zeros((20, 120))).shape == (3, 120)
+
+
+def test_added_items_survive_a_pickle_free_round_trip(factors, split, small_interactions, tmp_path):
+    old, new = split
+    rec = ClosedFormFoldIn(FrozenEstimator(factors), prior="gaussian").fit(old).add_items(new)
+    skfewrec.save(rec, tmp_path / "model")
+    loaded = skfewrec.load(tmp_path / "model")
+    S = small_interactions[250:]
+    np.testing.assert_array_equal(loaded.recommend(S, k=10)[0], rec.recommend(S, k=10)[0])
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_folded_in_items_are_found_on_movielens(ml100k_path):
+    """ml-100k: 10% of items held out of pretraining, folded in from half their users;
+    the other half of their users find them about as often as with a retrained model."""
+    from skfewrec.datasets import load_movielens
+
+    X = load_movielens(ml100k_path, min_rating=4, binarize=True).X.tocsc()
+    rng = np.random.default_rng(0)
+    n_items = X.shape[1]
+    new = np.sort(rng.choice(n_items, size=n_items // 10, replace=False))
+    old = np.setdiff1d(np.arange(n_items), new)
+    Xn = X[:, new].tocoo()
+    later = rng.random(Xn.nnz) < 0.5  # the users who interact later: the query
+    support = sp.csr_matrix((Xn.data[~later], (Xn.row[~later], Xn.col[~later])), shape=Xn.shape)
+    query = sp.csr_matrix((Xn.data[later], (Xn.row[later], Xn.col[later])), shape=Xn.shape)
+    X_old = X[:, old].tocsr()
+    known = sp.hstack([X_old, support]).tocsr()
+    als = dict(n_components=32, regularization=1.0, confidence_scale=5.0, random_state=0)
+    folded = ClosedFormFoldIn(ALSFactors(**als)).fit(X_old)
+    with pytest.warns(UserWarning, match="have no interaction from a warm user"):
+        folded.add_items(support)  # some new items have all their users in the query
+    retrained = ClosedFormFoldIn(ALSFactors(**als)).fit(known)
+    cols = old.size + np.arange(new.size)
+    users = np.flatnonzero(query.getnnz(axis=1))
+    recall = {}
+    for name, rec in (("folded", folded), ("retrained", retrained)):
+        ids, _ = rec.recommend(known[users], k=20, items=cols)
+        hits = query[users].toarray()[np.arange(users.size)[:, None], ids - old.size] > 0
+        recall[name] = hits.sum() / np.minimum(query[users].getnnz(axis=1), 20).sum()
+    assert recall["folded"] > 0.8 * recall["retrained"]
+    assert recall["folded"] > 0.1
