@@ -5,7 +5,6 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from threadpoolctl import threadpool_limits
 
 from ._base import FactorRecommenderMixin, fit_factor_source, validate_interactions
 from ._compat import HasMethods, Interval, StrOptions, _fit_context
@@ -20,7 +19,8 @@ from ._explicit import (
 from ._factors import CONVENTIONS, ALSFactors, confidence_coefficients, ridge_per_user
 from ._items import NewItemsMixin
 from ._solvers import shared_system, solve_users
-from ._topk import effective_n_jobs
+from ._threads import blas_limits
+from ._topk import effective_n_jobs, factor_topk
 
 
 def warm_prior(U, *, eps=1e-6):
@@ -259,7 +259,7 @@ class ClosedFormFoldIn(NewItemsMixin, FactorRecommenderMixin, TransformerMixin, 
                 "a user with fewer ratings than factors has no unique ridge solution without it."
             )
         self.item_counts_ = np.bincount(X.indices, minlength=X.shape[1]).astype(np.int64)
-        with threadpool_limits(self._blas_threads(), user_api="blas"):
+        with blas_limits(self._blas_threads()):
             warm = self._solve(X, self._make_system(None, None))
         self.mean_, self.covariance_ = warm_prior(warm)
         self._rebuild()
@@ -335,24 +335,37 @@ class ClosedFormFoldIn(NewItemsMixin, FactorRecommenderMixin, TransformerMixin, 
 
     def _user_vectors(self, X):
         X = self._drop_unknown_shots(X)
-        with threadpool_limits(self._blas_threads(), user_api="blas"):
+        with blas_limits(self._blas_threads()):
             U = self._solve(X, self._system)
         empty = np.diff(X.indptr) == 0
         if empty.any():
             U[empty] = self._empty_vector
         return U.astype(np.float32)
 
-    def _scorer(self, X, columns):
-        if self.objective != "explicit":
-            return super()._scorer(X, columns)
-        # [x_u, b_u, 1] . [y_i, 1, mu_r + b_i] = mu_r + b_u + b_i + x_u . y_i
+    def _rating_factors(self, X, columns):
+        """User and item matrices whose products are predicted ratings (explicit).
+
+        ``[x_u, b_u, 1] . [y_i, 1, mu_r + b_i] = mu_r + b_u + b_i + x_u . y_i``.
+        """
         W = self._user_vectors(X)
         U = np.hstack([W, np.ones((W.shape[0], 1), dtype=np.float32)])
         Y = self.item_factors_ if columns is None else self.item_factors_[columns]
         off = self._rating_offsets()
         off = off if columns is None else off[columns]
         V = np.hstack([Y, np.ones((Y.shape[0], 1), dtype=np.float32), off[:, None]])
-        Vt = np.ascontiguousarray(V.T, dtype=np.float32)
+        return U, np.ascontiguousarray(V, dtype=np.float32)
+
+    def _topk(self, X, k, columns, seen, exclude):
+        if self.objective != "explicit":
+            return super()._topk(X, k, columns, seen, exclude)
+        U, V = self._rating_factors(X, columns)
+        return factor_topk(U, V, k, seen=seen, exclude=exclude, n_jobs=self.n_jobs)
+
+    def _scorer(self, X, columns):
+        if self.objective != "explicit":
+            return super()._scorer(X, columns)
+        U, V = self._rating_factors(X, columns)
+        Vt = np.ascontiguousarray(V.T)
 
         def score_block(start, stop):
             return U[start:stop] @ Vt

@@ -20,10 +20,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
-from threadpoolctl import threadpool_limits
 
 from ._compat import Interval, _fit_context, check_is_fitted
 from ._solvers import shared_system, solve_users
+from ._threads import blas_limits
 from ._topk import effective_n_jobs
 
 
@@ -276,7 +276,7 @@ class ExplicitALSFactors(TransformerMixin, BaseEstimator):
             [rng.normal(scale=self.init_scale, size=(X.shape[1], f)), np.zeros((X.shape[1], 1))]
         )
         ridge = self._ridge()
-        with threadpool_limits(effective_n_jobs(self.n_jobs), user_api="blas"):
+        with blas_limits(effective_n_jobs(self.n_jobs)):
             W = self._user_step(X, V, mu, ridge)
             for _ in range(self.max_iter):
                 V = self._user_step(Xt, W, mu, ridge)  # the item side, by symmetry
@@ -329,7 +329,7 @@ class ExplicitALSFactors(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_interactions(self, X, reset=False)
         offsets = self.global_mean_ + self.item_biases_.astype(np.float64)
-        with threadpool_limits(effective_n_jobs(self.n_jobs), user_api="blas"):
+        with blas_limits(effective_n_jobs(self.n_jobs)):
             W = solve_explicit(X, offsets, self._system)
         return W[:, : self.n_components].astype(np.float32)
 

@@ -230,3 +230,18 @@ def test_melu_protocol_beats_random_and_item_means(ml100k_path):
     random = graded_ndcg5(rng.random(S.shape))
     assert model > random + 0.05
     assert model > item_bias - 0.01
+
+
+def test_recommend_ranks_by_predicted_rating(ratings, source):
+    _, R = ratings
+    rec = ClosedFormFoldIn(FrozenEstimator(source), objective="explicit", prior="gaussian")
+    rec.fit(R[:250])
+    S = R[250:]
+    pred = rec.decision_function(S)
+    pred[S.toarray() > 0] = -np.inf
+    ids, scores = rec.recommend(S, k=5)
+    np.testing.assert_allclose(scores, -np.sort(-pred, axis=1)[:, :5], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.take_along_axis(pred, ids, axis=1), scores, rtol=1e-5, atol=1e-5)
+    allowed = np.arange(0, 80, 2)
+    ids, _ = rec.recommend(S, k=5, items=allowed, exclude=[0, 2])
+    assert np.isin(ids, allowed).all() and not np.isin(ids, [0, 2]).any()
