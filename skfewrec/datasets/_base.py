@@ -97,15 +97,17 @@ def _make_bunch(
         frame = frame.loc[keep]
     if len(frame) == 0:
         raise ValueError(
-            f"No interaction is left after filtering (min_rating={min_rating!r}); "
-            "lower min_rating."
+            f"No interaction is left after filtering (min_rating={min_rating!r}); lower min_rating."
         )
     frame = frame.reset_index(drop=True)
     if binarize:
         frame["value"] = np.float32(1.0)
     has_time = "timestamp" in frame.columns
     encoder = InteractionEncoder(
-        user_col="user", item_col="item", value_col="value", time_col="timestamp" if has_time else None
+        user_col="user",
+        item_col="item",
+        value_col="value",
+        time_col="timestamp" if has_time else None,
     )
     X, T, user_ids = encoder._fit_encode(frame, timestamps=has_time)
     item_ids = encoder.item_ids_

@@ -114,8 +114,14 @@ def _cells(rows, cols, values, times, shape, dtype):
     n_rows, n_cols = shape
     key = rows.astype(np.int64) * n_cols + cols
     if key.size > 1 and not np.all(key[1:] >= key[:-1]):
-        order = np.argsort(key, kind="stable")
-        key = key[order]
+        n = key.size
+        if n_rows * n_cols < np.iinfo(np.int64).max // n:
+            # Sorting key * n + position is stable and several times faster than argsort.
+            packed = np.sort(key * n + np.arange(n))
+            key, order = np.divmod(packed, n)
+        else:
+            order = np.argsort(key, kind="stable")
+            key = key[order]
         values = values[order]
         times = None if times is None else times[order]
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if key.size else key
@@ -290,8 +296,23 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         self.user_ids_ = np.asarray(users)
         self.item_ids_ = np.asarray(items)
         self.n_items_ = len(self.item_ids_)
-        self._item_lookup = pd.Index(self.item_ids_)
+        self._rebuild()
         return user_codes, item_codes
+
+    def _rebuild(self):
+        """Recompute the private caches derived from the public fitted state."""
+        # A hash index of the catalogue: raw id -> column in one vectorised lookup.
+        self._item_lookup = pd.Index(self.item_ids_)
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: never strip the live object
+        state.pop("_item_lookup", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "item_ids_" in state:
+            self._rebuild()
 
     def _item_codes(self, ids, *, name):
         """Column index of each raw id, -1 for unknown ones (after applying the policy)."""

@@ -35,15 +35,6 @@ class _BaseWeighting(TransformerMixin, BaseEstimator):
             ensure_all_finite=False,
             reset=reset,
         )
-        data = X.data if sp.issparse(X) else X
-        n_neg = int(np.count_nonzero(data < 0))
-        if n_neg:
-            # Worded so that scikit-learn's positive_only check recognises it.
-            raise ValueError(
-                f"Negative values in data passed to {type(self).__name__}: X has {n_neg} "
-                f"negative value(s) (the smallest is {np.nanmin(data):g}); interactions "
-                "must be >= 0, with 0 meaning 'no interaction'."
-            )
         return check_interactions(X)
 
     def __sklearn_tags__(self):
