@@ -38,6 +38,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
+from ._threads import blas_limits
+
 FORMAT_NAME = "skfewrec-bundle"
 #: the bundle format this module writes; it reads this one and older ones
 FORMAT_VERSION = 1
@@ -60,7 +62,19 @@ _ENCODER_ATTR = "encoder_"
 
 
 class BundleError(ValueError):
-    """A model bundle that cannot be written or read: corrupt, tampered, or unsupported."""
+    """A model bundle that cannot be written or read: corrupt, tampered, or unsupported.
+
+    A ``ValueError``: catching ``ValueError`` catches it.
+
+    Examples
+    --------
+    >>> from skfewrec._persistence import BundleError, loads
+    >>> try:
+    ...     loads(b"junk")
+    ... except BundleError as exc:
+    ...     print("refused")
+    refused
+    """
 
 
 def _library_version():
@@ -742,10 +756,23 @@ class _Decoder:
         if node.get("fitted"):
             rebuild = getattr(est, "_rebuild", None)
             if callable(rebuild):
-                rebuild()
+                # the estimator's own BLAS threads (n_jobs=None: one): an unlimited BLAS
+                # on a busy machine makes these small factorisations several times slower
+                with blas_limits(_blas_threads(est)):
+                    rebuild()
             elif type(est).__name__ in _REBUILD_FALLBACKS:
                 _REBUILD_FALLBACKS[type(est).__name__](est)
         return est
+
+
+def _blas_threads(est):
+    from ._topk import effective_n_jobs
+
+    n_jobs = getattr(est, "n_jobs", None)
+    try:
+        return effective_n_jobs(n_jobs if isinstance(n_jobs, int) else None)
+    except ValueError:
+        return 1
 
 
 def _rebuild_encoder(encoder):
@@ -859,6 +886,15 @@ def read_metadata(path):
     -------
     meta : dict
         Versions, creation time and the estimator tree (arrays as references).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec import ALSFactors
+    >>> from skfewrec._persistence import dumps, read_metadata
+    >>> meta = read_metadata(dumps(ALSFactors.from_arrays(np.eye(3, 2))))
+    >>> meta["format_version"], meta["estimator"]["class"]
+    (1, 'skfewrec._factors.ALSFactors')
     """
     label = "The bundle bytes" if isinstance(path, bytes) else f"Bundle {os.fspath(path)!r}"
     reader = _Reader(path, label)

@@ -54,8 +54,42 @@ def blas_limits(n_threads):
     return _controller().limit(limits=n_threads, user_api="blas")
 
 
+def threadpool_limits(limits=None, user_api=None):
+    """Drop-in for ``threadpoolctl.threadpool_limits`` with the discovery cached.
+
+    Replacing ``from threadpoolctl import threadpool_limits`` by
+    ``from ._threads import threadpool_limits`` makes every limit cost microseconds.
+
+    Parameters
+    ----------
+    limits : int, dict or None
+        As in threadpoolctl: threads for every library (int), per API or library
+        (dict), or None to leave them unchanged.
+    user_api : {"blas", "openmp"} or None
+        The libraries to limit; None: all.
+
+    Returns
+    -------
+    limiter : context manager
+        Restores the previous limits on exit.
+
+    Examples
+    --------
+    >>> from skfewrec._threads import blas_threads, threadpool_limits
+    >>> with threadpool_limits(1, user_api="blas"):
+    ...     blas_threads()
+    1
+    """
+    return _controller().limit(limits=limits, user_api=user_api)
+
+
 def blas_threads():
     """The largest thread count among the loaded BLAS libraries right now.
+
+    Returns
+    -------
+    n_threads : int
+        The largest ``num_threads`` of the loaded BLAS libraries (1 if none).
 
     Examples
     --------

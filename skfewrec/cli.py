@@ -554,7 +554,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    """The argparse parser of ``skfewrec`` (for docs and tests)."""
+    """The argparse parser of ``skfewrec`` (for docs and tests).
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+        With one sub-parser per command.
+
+    Examples
+    --------
+    >>> from skfewrec.cli import build_parser
+    >>> build_parser().parse_args(["recommend", "skfewrec", "skfewrec", "-k", "5"]).k
+    5
+    """
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress or messages")
     common.add_argument(
