@@ -30,6 +30,7 @@ format: $(STAMP)
 	$(BIN)/ruff format skfewrec tests benchmarks
 
 docs: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 bench: $(STAMP)

@@ -396,7 +396,7 @@ def cmd_evaluate(args):
     print(f"\nRecall@{args.k}:")
     print(recall.round(4).to_string())
     if args.csv:
-        table.to_csv(args.csv, index=False)
+        table.to_csv(args.csv, index=False, float_format="%.4f")
         _log(args, f"curve table -> {args.csv}")
     if args.plot:
         _plot_curves(table, args, name)
