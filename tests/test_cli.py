@@ -273,3 +273,33 @@ def test_module_and_entry_point_run():
         [sys.executable, "-m", "skfewrec", "recommend"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2 and "the following arguments are required" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "kind, cls", [("gradient", "GradientFoldIn"), ("rerank", "LightGBMReranker")]
+)
+def test_fit_other_model_kinds(kind, cls, logs, tmp_path, capsys):
+    path = tmp_path / f"{kind}.zip"
+    code, _, err = _run(
+        [
+            "fit",
+            str(logs / "train.csv"),
+            "-o",
+            str(path),
+            "--user-col",
+            "uid",
+            "--item-col",
+            "movie",
+            "--time-col",
+            "ts",
+            "--model",
+            kind,
+            *FAST,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    model = skfewrec.load(path)
+    assert type(model).__name__ == cls
+    code, out, err = _run(["recommend", str(path), str(logs / "new.csv"), "-k", "3", "-q"], capsys)
+    assert code == 0 and len(out.splitlines()) == 1 + 50 * 3, err
