@@ -760,8 +760,6 @@ class _Decoder:
                 # on a busy machine makes these small factorisations several times slower
                 with blas_limits(_blas_threads(est)):
                     rebuild()
-            elif type(est).__name__ in _REBUILD_FALLBACKS:
-                _REBUILD_FALLBACKS[type(est).__name__](est)
         return est
 
 
@@ -773,16 +771,6 @@ def _blas_threads(est):
         return effective_n_jobs(n_jobs if isinstance(n_jobs, int) else None)
     except ValueError:
         return 1
-
-
-def _rebuild_encoder(encoder):
-    import pandas as pd
-
-    encoder._item_lookup = pd.Index(encoder.item_ids_)
-
-
-#: private caches of skfewrec classes that have no ``_rebuild`` method (yet)
-_REBUILD_FALLBACKS = {"InteractionEncoder": _rebuild_encoder}
 
 
 def _load(source, label):
