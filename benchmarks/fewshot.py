@@ -62,13 +62,32 @@ MODELS = {
         lambda factors, prior_strength: ClosedFormFoldIn(
             factors=factors, prior="mean", prior_strength=prior_strength
         ),
-        {"prior_strength": [0.1, 1.0, 10.0]},
+        {"prior_strength": [0.1, 0.3, 1.0, 3.0]},
     ),
     "closed_form_gaussian": ModelSpec(
         lambda factors, prior_strength: ClosedFormFoldIn(
             factors=factors, prior="gaussian", prior_strength=prior_strength
         ),
-        {"prior_strength": [0.03, 0.1, 0.3, 1.0]},
+        {"prior_strength": [0.1, 0.3, 1.0, 3.0]},
+    ),
+    # the prior tuned jointly with its own ALS factors (the shared factors are tuned for
+    # the plain closed form, which wants a different ridge and confidence than a prior)
+    "closed_form_gaussian_als": ModelSpec(
+        lambda factors, regularization, confidence_scale, prior_strength: ClosedFormFoldIn(
+            factors=ALSFactors(
+                n_components=128,
+                regularization=regularization,
+                confidence_scale=confidence_scale,
+                random_state=0,
+            ),
+            prior="gaussian",
+            prior_strength=prior_strength,
+        ),
+        {
+            "regularization": [10.0, 50.0],
+            "confidence_scale": [10.0, 40.0],
+            "prior_strength": [0.3, 1.0, 3.0],
+        },
     ),
 }
 

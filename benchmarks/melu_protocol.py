@@ -52,8 +52,8 @@ ALS_GRID = {
     "regularization": [3.0, 5.0, 10.0],
     "bias_regularization": [2.0, 10.0],
 }
-PRIOR_GRID = [("none", 1.0), ("mean", 1.0), ("mean", 10.0)] + [
-    ("gaussian", s) for s in (0.3, 1.0, 3.0)
+PRIOR_GRID = [("none", 1.0)] + [
+    (prior, s) for prior in ("mean", "gaussian") for s in (0.3, 1.0, 3.0)
 ]
 
 

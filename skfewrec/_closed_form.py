@@ -59,8 +59,10 @@ class ClosedFormFoldIn(NewItemsMixin, FactorRecommenderMixin, TransformerMixin, 
 
         (Y^T C_u Y + lambda I + s P) x = Y^T C_u p_u + s P mu
 
-    with ``P = I`` (``prior="mean"``) or ``P = Sigma^-1`` (``prior="gaussian"``),
-    ``mu`` and ``Sigma`` the mean and covariance of the warm users' vectors.
+    with ``P = Sigma^-1`` (``prior="gaussian"``) or ``P = I / sigma^2``
+    (``prior="mean"``), ``mu`` and ``Sigma`` the mean and covariance of the warm
+    users' vectors and ``sigma^2 = trace(Sigma) / f`` their average variance, so
+    that a strength means the same for both priors and any scale of the factors.
     Users with fewer shots than factors are solved through the Woodbury
     identity in O(k^2 f + k^3); others by a direct f x f solve. Both are batched
     over users.
@@ -92,7 +94,8 @@ class ClosedFormFoldIn(NewItemsMixin, FactorRecommenderMixin, TransformerMixin, 
         ridge; "mean": shrink toward the warm users' mean vector; "gaussian": the
         empirical-Bayes MAP with the warm users' mean and covariance.
     prior_strength : float, default=1.0
-        ``s`` above; ignored for ``prior="none"``.
+        ``s`` above; ignored for ``prior="none"``. 1 weighs the prior as one
+        warm user's spread; larger trusts the population more, smaller the shots.
     objective : {"implicit", "explicit"}, default="implicit"
         "implicit": values are confidences (counts, clicks); "explicit": values
         are ratings, fitted by biased ridge regression on the rated items only.
@@ -271,7 +274,10 @@ class ClosedFormFoldIn(NewItemsMixin, FactorRecommenderMixin, TransformerMixin, 
     def _prior_terms(self):
         g = self.mean_.shape[0]
         if self.prior == "mean":
-            return self.prior_strength * np.eye(g), self.mean_
+            # isotropic, at the warm users' average variance: the same strength then
+            # pulls as hard as the gaussian prior's, whatever the scale of the factors
+            average_variance = np.trace(self.covariance_) / g
+            return self.prior_strength / average_variance * np.eye(g), self.mean_
         if self.prior == "gaussian":
             return self.prior_strength * np.linalg.inv(self.covariance_), self.mean_
         return None, None

@@ -82,7 +82,7 @@ def test_explicit_fold_in_is_the_ridge_map_solve(ratings, source, prior, solver)
     assert rec.mean_.shape == (F + 1,) and rec.covariance_.shape == (F + 1, F + 1)
     precision = {
         "none": None,
-        "mean": 2.0 * np.eye(F + 1),
+        "mean": 2.0 * (F + 1) / np.trace(rec.covariance_) * np.eye(F + 1),
         "gaussian": 2.0 * np.linalg.inv(rec.covariance_),
     }[prior]
     new = R[250:]

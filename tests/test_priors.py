@@ -58,8 +58,8 @@ def naive_map(Y, X, reg, scale, precision, mean, convention="implicit"):
 
 
 def prior_terms(rec, prior, strength):
-    if prior == "mean":
-        return strength * np.eye(F), rec.mean_
+    if prior == "mean":  # isotropic at the warm users' average variance
+        return strength * F / np.trace(rec.covariance_) * np.eye(F), rec.mean_
     if prior == "gaussian":
         return strength * np.linalg.inv(rec.covariance_), rec.mean_
     return None, None
