@@ -30,15 +30,6 @@ SPIED = [
 
 THREADED = [est for est in ESTIMATORS if "n_jobs" in est.get_params(deep=False)]
 
-#: estimators whose ranking does not limit BLAS yet: name -> reason
-KNOWN_UNLIMITED = {
-    name: (
-        "chunked_topk runs its single-worker path (n_jobs None or 1) without a BLAS limit, "
-        "so the score GEMM uses every core; fix: run that loop under blas_limits(1)"
-    )
-    for name in ("EASE", "ItemKNN")
-}
-
 
 @pytest.fixture
 def spy(monkeypatch):
@@ -96,12 +87,10 @@ def test_implicit_training_uses_n_jobs_threads(monkeypatch, small_interactions):
 
 
 @pytest.mark.parametrize("estimator", THREADED, ids=[type(e).__name__ for e in THREADED])
-def test_n_jobs_bounds_blas_threads(estimator, spy, small_interactions, request):
+def test_n_jobs_bounds_blas_threads(estimator, spy, small_interactions):
     if _ambient_threads() < 2:
         pytest.skip("one BLAS thread available: nothing to limit")
     name = type(estimator).__name__
-    if name in KNOWN_UNLIMITED:
-        request.applymarker(pytest.mark.xfail(reason=KNOWN_UNLIMITED[name]))
     est = clone(estimator)
     if "meta_iter" in est.get_params():  # a short meta-training is enough here
         est.set_params(meta_iter=5)
