@@ -54,7 +54,9 @@ INIT_PARAMS = {
     "ClosedFormFoldIn": lambda cls: cls(factors=_small_factors()),
     "ExplicitALSFactors": lambda cls: cls(n_components=4, max_iter=3, random_state=0),
     "ImplicitFoldIn": lambda cls: cls(factors=_small_factors()),
-    "GradientFoldIn": lambda cls: cls(factors=_small_factors(), random_state=0),
+    "GradientFoldIn": lambda cls: cls(
+        factors=_small_factors(), n_steps=3, meta_iter=10, meta_batch_size=32, random_state=0
+    ),
     "LightGBMReranker": lambda cls: cls(
         candidates=skfewrec.ClosedFormFoldIn(factors=_small_factors()),
         n_estimators=5,
