@@ -6,7 +6,7 @@
 3. Runs ``--clients`` concurrent keep-alive clients on loopback, each sending
    ``POST /recommend`` with ``--shots`` raw item ids of a held-out user and
    ``k=--k``, back to back (closed loop), for ``--duration`` seconds after a
-   ``--warmup``; latency is measured per request, client side.
+   ``--warmup``, ``--repeat`` times; latency is measured per request, client side.
 4. Checks a few answers against the model in-process, stops the server, and
    writes throughput, p50/p90/p99/max latency and the error count to
    ``benchmarks/results/serve_load.json``.
@@ -150,6 +150,22 @@ async def load(host, port, bodies, args):
     return np.array(record), failed
 
 
+def summarize(latencies, errors, args):
+    ms = latencies * 1000
+    return {
+        "requests": int(latencies.size),
+        "errors": int(errors),
+        "throughput_rps": latencies.size / args.duration,
+        "latency_ms": {
+            "p50": float(np.percentile(ms, 50)),
+            "p90": float(np.percentile(ms, 90)),
+            "p99": float(np.percentile(ms, 99)),
+            "max": float(ms.max()),
+            "mean": float(ms.mean()),
+        },
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA / "ml-latest-small"))
@@ -160,6 +176,7 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds")
+    parser.add_argument("--repeat", type=int, default=3, help="measured runs (same server)")
     parser.add_argument("--out", default="serve_load.json")
     args = parser.parse_args(argv)
 
@@ -197,14 +214,24 @@ def main(argv=None):
                 X[0, pick] = 1
                 ids, _ = model.recommend(X, k=args.k)
                 assert got["items"] == enc.item_ids_[ids[0]].tolist(), "service != model"
-            latencies, errors = asyncio.run(load("127.0.0.1", port, bodies, args))
+            runs = [asyncio.run(load("127.0.0.1", port, bodies, args)) for _ in range(args.repeat)]
         finally:
             proc.terminate()
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    ms = latencies * 1000
+    summaries = [summarize(latencies, errors, args) for latencies, errors in runs]
+    for i, run in enumerate(summaries, 1):
+        lat = run["latency_ms"]
+        print(
+            f"run {i}: {args.clients} clients, {args.shots} shots, top-{args.k}: "
+            f"{run['requests']} requests in {args.duration:.0f} s = {run['throughput_rps']:.0f} "
+            f"req/s; latency p50 {lat['p50']:.1f} ms, p90 {lat['p90']:.1f} ms, p99 "
+            f"{lat['p99']:.1f} ms, max {lat['max']:.1f} ms; errors {run['errors']}"
+        )
+    median = sorted(summaries, key=lambda r: r["latency_ms"]["p99"])[len(summaries) // 2]
+    errors = sum(r["errors"] for r in summaries)
     result = {
         "data": Path(args.data).name,
         "clients": args.clients,
@@ -214,24 +241,17 @@ def main(argv=None):
         "n_components": args.n_components,
         "n_items": shape[1],
         "duration_s": args.duration,
-        "requests": int(latencies.size),
-        "errors": int(errors),
-        "throughput_rps": latencies.size / args.duration,
-        "latency_ms": {
-            "p50": float(np.percentile(ms, 50)),
-            "p90": float(np.percentile(ms, 90)),
-            "p99": float(np.percentile(ms, 99)),
-            "max": float(ms.max()),
-            "mean": float(ms.mean()),
-        },
+        "load_average_1min_after": os.getloadavg()[0],
+        "median_run_by_p99": median,
+        "runs": summaries,
+        "errors": errors,
         "bundle_load_ms": load_s * 1000,
     }
-    lat = result["latency_ms"]
+    lat = median["latency_ms"]
     print(
-        f"{args.clients} clients, {args.shots} shots, top-{args.k}: {result['requests']} requests "
-        f"in {args.duration:.0f} s = {result['throughput_rps']:.0f} req/s; latency p50 "
-        f"{lat['p50']:.1f} ms, p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms, max "
-        f"{lat['max']:.1f} ms; errors {result['errors']}"
+        f"median run by p99: {median['throughput_rps']:.0f} req/s, p50 {lat['p50']:.1f} ms, "
+        f"p99 {lat['p99']:.1f} ms; errors in all runs: {errors}; load average "
+        f"{result['load_average_1min_after']:.1f} on {os.cpu_count()} cores"
     )
     print(f"-> {write_json(args.out, result)}")
     return 0 if errors == 0 else 1
