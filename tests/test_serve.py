@@ -112,6 +112,28 @@ def test_unknown_ids_follow_the_bundle_policy(client, model):
         model.encoder_.set_params(handle_unknown="ignore")
 
 
+def test_unknown_ids_are_refused_under_the_error_policy(model):
+    import copy
+
+    strict = copy.copy(model)
+    strict.encoder_ = copy.deepcopy(model.encoder_).set_params(handle_unknown="error")
+    server, url = serve_in_thread(create_app(strict))
+    try:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            answer = client.post("/recommend", json={"items": ["m3", "zz", 17], "k": 4})
+            assert answer.status_code == 422
+            assert answer.json()["detail"] == (
+                'body.items has 2 item id(s) not in the model\'s catalogue: "zz", 17. Send ids '
+                "the model was trained on (GET /model describes it)."
+            )
+            # excluding an unknown id is harmless, whatever the policy
+            ok = client.post("/recommend", json={"items": ["m3"], "exclude": ["zz"], "k": 4})
+            assert ok.status_code == 200 and len(ok.json()["items"]) == 4
+            assert client.get("/model").json()["unknown_ids"] == "error"
+    finally:
+        server.should_exit = True
+
+
 def test_user_without_known_items_gets_the_prior_answer(client, model):
     body = client.post("/recommend", json={"items": [], "k": 3}).json()
     assert body["items"] == _expected(model, [], k=3)[0]
