@@ -43,6 +43,8 @@ DEFAULT_LIMITS = {
     "max_body_bytes": 1 << 20,
 }
 _N_SHOWN = 5
+#: largest interaction value: sums of a user's values stay finite in float32
+_MAX_VALUE = 1e30
 
 
 class RequestError(ValueError):
@@ -219,12 +221,12 @@ class Scorer:
                 isinstance(v, int | float)
                 and not isinstance(v, bool)
                 and math.isfinite(v)
-                and v >= 0
+                and 0 <= v <= _MAX_VALUE
                 for v in values
             ):
                 raise RequestError(
-                    f"{where}.values must hold finite numbers >= 0 (confidences: counts, "
-                    "ratings), one per item."
+                    f"{where}.values must hold numbers from 0 to {_MAX_VALUE:g} (confidences: "
+                    "counts, ratings), one per item."
                 )
             values = np.asarray(values, dtype=np.float32)
         k = body.get("k", 10)
@@ -491,6 +493,8 @@ def create_app(model, **limits):
             return json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise RequestError(f"The request body is not valid JSON: {exc}.", status=400) from None
+        except RecursionError:
+            raise RequestError("The request body is nested too deeply.", status=400) from None
 
     @app.exception_handler(RequestError)
     async def _request_error(request, exc):
