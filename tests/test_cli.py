@@ -303,3 +303,32 @@ def test_fit_other_model_kinds(kind, cls, logs, tmp_path, capsys):
     assert type(model).__name__ == cls
     code, out, err = _run(["recommend", str(path), str(logs / "new.csv"), "-k", "3", "-q"], capsys)
     assert code == 0 and len(out.splitlines()) == 1 + 50 * 3, err
+
+
+def test_evaluate_reads_a_log_file(logs, capsys):
+    code, out, err = _run(
+        [
+            "evaluate",
+            "--data",
+            str(logs / "train.csv"),
+            "--user-col",
+            "uid",
+            "--item-col",
+            "movie",
+            "--value-col",
+            "stars",
+            "--min-value",
+            "1",
+            "--n-shots",
+            "1",
+            "--min-query",
+            "2",
+            "--models",
+            "closed-form",
+            "--no-plot",
+            *FAST,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "NDCG@20 on new users of train.csv" in out
