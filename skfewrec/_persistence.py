@@ -54,6 +54,9 @@ _EXTERNAL_CLASSES = {
     "sklearn.frozen.FrozenEstimator": ("sklearn.frozen", "FrozenEstimator"),
 }
 _SKFEWREC_PATH = re.compile(r"^skfewrec(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+#: member names a manifest may list, and the largest manifest read
+_MEMBER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
+_MAX_MANIFEST = 16 * 2**20
 #: strings longer than this are stored as members of their own
 _LONG_TEXT = 4096
 _LIGHTGBM_HEADER = "tree\nversion="
@@ -523,6 +526,15 @@ class _Reader:
                 f"not a valid zip file ({exc}); it may be truncated. Save the model again."
             ) from None
 
+    def size(self, name):
+        """The stored (uncompressed) size of a member, or None when it is missing."""
+        try:
+            if self._dir is not None:
+                return (self._dir / name).stat().st_size
+            return self._zip.getinfo(name).file_size
+        except (FileNotFoundError, KeyError):
+            return None
+
     def read(self, name):
         try:
             if self._dir is not None:
@@ -572,6 +584,9 @@ def _check_versions(doc, name, label):
 
 def _read_members(reader):
     label = reader.label
+    size = reader.size(MANIFEST)
+    if size is not None and size > _MAX_MANIFEST:
+        raise BundleError(f"{label}: {MANIFEST} is {size} bytes, too large for a manifest.")
     raw = reader.read(MANIFEST)
     if raw is None:
         raise BundleError(
@@ -585,6 +600,16 @@ def _read_members(reader):
         raise BundleError(f"{label}: {MANIFEST} does not list {META} and {ARRAYS}.")
     members = {}
     for name, entry in listed.items():
+        if not isinstance(name, str) or not _MEMBER_NAME.match(name) or ".." in name:
+            raise BundleError(f"{label}: {MANIFEST} lists an invalid member name {name!r}.")
+        stored = reader.size(name)
+        expected = entry.get("size") if isinstance(entry, dict) else None
+        if stored is not None and stored != expected:
+            # checked before reading: a member is never decompressed past its listed size
+            raise BundleError(
+                f"{label} is truncated or corrupted: member {name!r} has {stored} bytes, "
+                f"the manifest says {expected}."
+            )
         data = reader.read(name)
         if data is None:
             raise BundleError(
@@ -787,9 +812,12 @@ def _load(source, label):
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise BundleError(f"{label}: {ARRAYS} cannot be read ({exc}).") from None
     decoder = _Decoder(arrays, members, label)
-    estimator = decoder.node(meta.get("estimator"))
-    if meta.get("encoder") is not None:
-        setattr(estimator, _ENCODER_ATTR, decoder.node(meta["encoder"]))
+    try:
+        estimator = decoder.node(meta.get("estimator"))
+        if meta.get("encoder") is not None:
+            setattr(estimator, _ENCODER_ATTR, decoder.node(meta["encoder"]))
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise BundleError(f"{label}: {META} is malformed ({type(exc).__name__}: {exc}).") from None
     return estimator
 
 

@@ -301,6 +301,25 @@ def test_classes_outside_the_allow_list_are_never_instantiated(bundle_dir, path,
         skfewrec.load(bundle_dir)
 
 
+def test_crafted_manifests_and_meta_are_refused(bundle_dir):
+    manifest = json.loads((bundle_dir / MANIFEST).read_text())
+    manifest["members"]["../secret"] = {"sha256": "0", "size": 1}
+    (bundle_dir / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="invalid member name '../secret'"):
+        skfewrec.load(bundle_dir)
+    del manifest["members"]["../secret"]
+    (bundle_dir / MANIFEST).write_text(json.dumps(manifest))
+
+    def edit(data):
+        meta = json.loads(data)
+        meta["estimator"]["fitted"]["mean_"] = {"__sparse__": "csr"}
+        return json.dumps(meta).encode()
+
+    _rewrite(bundle_dir, META, edit, fix_checksum=True)
+    with pytest.raises(BundleError, match="meta.json is malformed"):
+        skfewrec.load(bundle_dir)
+
+
 def test_object_arrays_are_never_unpickled(bundle_dir, monkeypatch):
     def edit(_):
         buf = io.BytesIO()
