@@ -174,6 +174,7 @@ def main(argv=None):
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--n-components", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument("--http", default="auto", help="uvicorn's HTTP parser (auto, h11, ...)")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds")
     parser.add_argument("--repeat", type=int, default=3, help="measured runs (same server)")
@@ -201,6 +202,8 @@ def main(argv=None):
                 "-q",
                 "--workers",
                 str(args.workers),
+                "--http",
+                args.http,
             ],
             env=env,
         )
@@ -236,6 +239,7 @@ def main(argv=None):
         "data": Path(args.data).name,
         "clients": args.clients,
         "workers": args.workers,
+        "http": args.http,
         "shots": args.shots,
         "k": args.k,
         "n_components": args.n_components,

@@ -462,6 +462,7 @@ def cmd_serve(args):
         workers=args.workers,
         log_level=args.log_level,
         access_log=args.access_log,
+        http=args.http,
         max_k=args.max_k,
         max_shots=args.max_shots,
         max_batch=args.max_batch,
@@ -723,6 +724,12 @@ def build_parser():
         "--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug")
     )
     p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument(
+        "--http",
+        choices=("auto", "httptools", "h11"),
+        default="auto",
+        help="uvicorn's HTTP parser (auto: httptools when installed)",
+    )
     p.set_defaults(func=cmd_serve)
     return parser
 

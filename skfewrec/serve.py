@@ -582,6 +582,7 @@ def run(
     host="127.0.0.1",
     port=8000,
     workers=1,
+    http="auto",
     log_level="warning",
     access_log=False,
     **limits,
@@ -599,6 +600,9 @@ def run(
     workers : int, default=1
         Worker processes, each with its own copy of the model. More than one
         lets scoring use several cores despite Python's GIL.
+    http : {"auto", "httptools", "h11"}, default="auto"
+        uvicorn's HTTP parser: "auto" takes httptools (C, installed by
+        ``uvicorn[standard]``) when present, else h11 (pure Python, slower).
     log_level : str, default="warning"
         uvicorn's log level.
     access_log : bool, default=False
@@ -628,13 +632,14 @@ def run(
             host=host,
             port=port,
             workers=workers,
+            http=http,
             log_level=log_level,
             access_log=access_log,
         )
         return
     app = create_app(model, **limits)
     _freeze_heap()
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+    uvicorn.run(app, host=host, port=port, http=http, log_level=log_level, access_log=access_log)
 
 
 def _freeze_heap():
