@@ -130,8 +130,10 @@ class ClosedFormFoldIn(NewItemsMixin, FactorRecommenderMixin, TransformerMixin, 
     global_mean_ : float
         Only for ``objective="explicit"``: the mean warm rating ``mu_r``.
     item_counts_ : ndarray of shape (n_items,), int64
-        Number of warm users who interacted with each item. Items with 0 are
-        unknown to the model: shots on them are ignored.
+        Number of warm users who interacted with each item when the factors were
+        trained (the factor source's ``item_counts_``; for prefit factors without
+        counts, the users of ``X`` given to ``fit``). Items with 0 are unknown to
+        the model: shots on them are ignored.
     mean_ : ndarray of shape (n_user_components,)
         Mean of the warm users' (plain fold-in) vectors; ``n_user_components``
         is ``n_components``, plus one (the user bias, last) for
@@ -261,7 +263,12 @@ class ClosedFormFoldIn(NewItemsMixin, FactorRecommenderMixin, TransformerMixin, 
                 f"objective='explicit' needs regularization > 0 (got {self.regularization_:g}): "
                 "a user with fewer ratings than factors has no unique ridge solution without it."
             )
-        self.item_counts_ = np.bincount(X.indices, minlength=X.shape[1]).astype(np.int64)
+        # "unknown" items are those the factors were trained without; prefit factors
+        # from elsewhere (no counts) fall back to the warm users given here
+        counts = getattr(self.factors_, "item_counts_", None)
+        if counts is None:
+            counts = np.bincount(X.indices, minlength=X.shape[1])
+        self.item_counts_ = np.array(counts, dtype=np.int64)
         with blas_limits(self._blas_threads()):
             warm = self._solve(X, self._make_system(None, None))
         self.mean_, self.covariance_ = warm_prior(warm)

@@ -125,6 +125,9 @@ class ALSFactors(TransformerMixin, BaseEstimator):
         Exact fold-ins of the training rows against ``item_factors_``.
     n_iter_ : int
         Number of ALS sweeps run.
+    item_counts_ : ndarray of shape (n_items,), int64
+        Number of training users per item (0: an item the factors know nothing
+        about). Absent for factors wrapped with :meth:`from_arrays`.
     convention_ : str
         The confidence convention of the factors: "implicit" when trained here,
         "spark" for factors imported from Spark MLlib.
@@ -214,6 +217,7 @@ class ALSFactors(TransformerMixin, BaseEstimator):
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         self.convention_ = "implicit"
         self.n_iter_ = self.max_iter
+        self.item_counts_ = np.bincount(X.indices, minlength=X.shape[1]).astype(np.int64)
         self._rebuild()
         self.user_factors_ = self.transform(X)
         return self

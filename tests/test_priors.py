@@ -147,11 +147,12 @@ def test_prior_strength_interpolates_between_plain_and_the_mean(
     assert np.all(np.diff(dists) < 0)
 
 
-def test_a_user_whose_every_shot_is_unknown_gets_the_prior_answer(factors, small_interactions):
+def test_a_user_whose_every_shot_is_unknown_gets_the_prior_answer(small_interactions):
     X = small_interactions[:250].tolil()
     X[:, [7, 9]] = 0  # items no warm user touched
     X = X.tocsr()
     X.eliminate_zeros()
+    factors = ALSFactors(n_components=8, random_state=0).fit(X)
     rec = ClosedFormFoldIn(FrozenEstimator(factors), prior="gaussian").fit(X)
     assert rec.item_counts_[7] == 0 and rec.item_counts_[9] == 0
     S = np.zeros((3, X.shape[1]), dtype=np.float32)
@@ -181,3 +182,11 @@ def test_prior_survives_a_pickle_free_round_trip(
     skfewrec.save(rec, tmp_path / "model")
     loaded = skfewrec.load(tmp_path / "model")
     np.testing.assert_allclose(loaded.transform(new_users), rec.transform(new_users), rtol=1e-6)
+
+
+def test_unknown_items_are_those_the_factors_never_saw(factors, small_interactions):
+    """Prefit factors know every item they were trained on, whatever X ``fit`` gets."""
+    rec = ClosedFormFoldIn(FrozenEstimator(factors)).fit(small_interactions[:2])
+    np.testing.assert_array_equal(rec.item_counts_, factors.item_counts_)
+    S = small_interactions[250:]
+    np.testing.assert_allclose(rec.transform(S), factors.transform(S), rtol=1e-5, atol=1e-6)
