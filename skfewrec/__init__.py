@@ -15,6 +15,7 @@ _LAZY = {
     "ALSFactors": "._factors",
     "ClosedFormFoldIn": "._closed_form",
     "EASE": "._baselines",
+    "ExplicitALSFactors": "._explicit",
     "GradientFoldIn": "._gradient",
     "ImplicitFoldIn": "._baselines",
     "ItemKNN": "._baselines",
