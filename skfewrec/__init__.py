@@ -21,7 +21,9 @@ _LAZY = {
     "ItemKNN": "._baselines",
     "LightGBMReranker": "._rerank",
     "MostPopular": "._baselines",
+    "dumps": "._persistence",
     "load": "._persistence",
+    "loads": "._persistence",
     "save": "._persistence",
 }
 
