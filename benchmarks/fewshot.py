@@ -28,7 +28,15 @@ import pandas as pd
 from _common import load_dataset, write_json
 from sklearn.frozen import FrozenEstimator
 
-from skfewrec import EASE, ALSFactors, ClosedFormFoldIn, ImplicitFoldIn, ItemKNN, MostPopular
+from skfewrec import (
+    EASE,
+    ALSFactors,
+    ClosedFormFoldIn,
+    GradientFoldIn,
+    ImplicitFoldIn,
+    ItemKNN,
+    MostPopular,
+)
 from skfewrec.model_selection import fewshot_curve, train_test_split_users
 
 
@@ -87,6 +95,30 @@ MODELS = {
             "regularization": [10.0, 50.0],
             "confidence_scale": [10.0, 40.0],
             "prior_strength": [0.3, 1.0, 3.0],
+        },
+    ),
+    # BPR steps from a start (warm mean, meta-learned, or the gaussian closed form),
+    # step sizes meta-learned (Meta-SGD) on warm-user episodes
+    "gradient": ModelSpec(
+        lambda factors, init: GradientFoldIn(factors=factors, init=init, random_state=0),
+        {"init": ["mean", "meta", "closed_form"]},
+    ),
+    # the same with its own ALS factors, tuned jointly (as closed_form_gaussian_als)
+    "gradient_als": ModelSpec(
+        lambda factors, regularization, confidence_scale, init: GradientFoldIn(
+            factors=ALSFactors(
+                n_components=128,
+                regularization=regularization,
+                confidence_scale=confidence_scale,
+                random_state=0,
+            ),
+            init=init,
+            random_state=0,
+        ),
+        {
+            "regularization": [10.0, 50.0],
+            "confidence_scale": [10.0, 40.0],
+            "init": ["mean", "meta", "closed_form"],
         },
     ),
 }
