@@ -142,6 +142,8 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
     (:class:`~sklearn.frozen.FrozenEstimator`) factor source cannot be refitted per
     fold: if it was trained on the users of ``X`` a warning says so.
 
+    Boosting starts from the adapter's order (an initial score ``-log(1 + j)``
+    for the adapter's j-th candidate), so the trees learn corrections to it.
     Early stopping watches NDCG@20 on the episodes of ``validation_fraction`` of
     the warm users, which the ranker does not train on.
 
@@ -156,19 +158,21 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
         Candidates re-ranked per user.
     n_estimators : int, default=300
         Maximum number of boosting rounds.
-    learning_rate : float, default=0.05
+    learning_rate : float, default=0.1
         LightGBM's shrinkage.
     num_leaves : int, default=31
         Leaves per tree.
-    min_child_samples : int, default=20
+    min_child_samples : int, default=100
         Least (user, candidate) rows in a leaf.
     n_shots_range : tuple of int (low, high), default=(1, 20)
         Support sizes of the training episodes, drawn uniformly; ``low=0``
         also trains on users without shots.
-    n_episodes : int, default=2
+    n_episodes : int, default=5
         Episodes per warm user (each with its own shots).
-    cv : int, default=3
-        Cross-fitting folds of warm users, >= 2.
+    cv : int, default=5
+        Cross-fitting folds of warm users, >= 2. More folds make the fold
+        adapters closer to the serving one (fitted on every warm user) at the
+        cost of more adapter fits.
     item_features : pandas.DataFrame, default=None
         Item side table: one row per item, **indexed by item index** (the item's
         column number in X). Numeric and boolean columns are used as they are,
@@ -176,10 +180,10 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
         constructor parameter because it describes the catalogue, not the
         users: it is cloned with the estimator and never sliced by a
         cross-validation over users.
-    early_stopping_rounds : int, default=30
+    early_stopping_rounds : int, default=50
         Stop when validation NDCG has not improved for this many rounds; None
         trains ``n_estimators`` rounds on every episode.
-    validation_fraction : float, default=0.1
+    validation_fraction : float, default=0.2
         Share of warm users whose episodes are held out for early stopping.
     random_state : int, RandomState instance or None, default=None
         Seeds the folds, the episodes and LightGBM.
@@ -279,15 +283,15 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
         *,
         n_candidates=100,
         n_estimators=300,
-        learning_rate=0.05,
+        learning_rate=0.1,
         num_leaves=31,
-        min_child_samples=20,
+        min_child_samples=100,
         n_shots_range=(1, 20),
-        n_episodes=2,
-        cv=3,
+        n_episodes=5,
+        cv=5,
         item_features=None,
-        early_stopping_rounds=30,
-        validation_fraction=0.1,
+        early_stopping_rounds=50,
+        validation_fraction=0.2,
         random_state=None,
         n_jobs=None,
     ):
@@ -505,11 +509,14 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
         if not fit_episode.any():  # tiny data: train on the validation users too
             fit_episode, val_episode = keep_episode, np.zeros_like(keep_episode)
 
+        margin = np.tile(_base_margin(n_cand), n_episodes)
+
         def select(mask):
             rows = mask[episode] & valid
-            return F[rows], label[rows], np.bincount(episode[rows], minlength=n_episodes)[mask]
+            groups = np.bincount(episode[rows], minlength=n_episodes)[mask]
+            return F[rows], label[rows], groups, margin[rows]
 
-        X_fit, y_fit, g_fit = select(fit_episode)
+        X_fit, y_fit, g_fit, m_fit = select(fit_episode)
         ranker = LGBMRanker(
             objective="lambdarank",
             n_estimators=self.n_estimators,
@@ -525,15 +532,17 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
         )
         fit_params = {
             "group": g_fit,
+            "init_score": m_fit,
             "feature_name": [_lgb_name(n) for n in builder.feature_names],
             "categorical_feature": builder.categorical_features,
         }
         if val_episode.any():
-            X_val, y_val, g_val = select(val_episode)
+            X_val, y_val, g_val, m_val = select(val_episode)
             fit_params.update(
                 eval_X=(X_val,),
                 eval_y=(y_val,),
                 eval_group=[g_val],
+                eval_init_score=[m_val],
                 eval_at=[min(_EVAL_AT, n_cand)],
                 callbacks=[early_stopping(self.early_stopping_rounds, verbose=False)],
             )
@@ -623,6 +632,7 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
             U = None if user_values is None else user_values[start:stop]
             F = self._builder.build(X[start:stop], cand, scores[start:stop], U)
             pred = self._booster.predict(F[valid.ravel()], num_threads=threads)
+            pred += np.broadcast_to(_base_margin(n_cand), cand.shape)[valid]
             block = out[start:stop]
             block[valid] = pred
         return out
@@ -711,6 +721,16 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
         tags.input_tags.sparse = True
         tags.input_tags.positive_only = True
         return tags
+
+
+def _base_margin(n_candidates):
+    """The ranker's starting score of the adapter's j-th candidate: ``-log(1 + j)``.
+
+    Boosting starts from the adapter's own order (LightGBM's ``init_score``), so
+    the trees learn corrections to it; they need not rebuild the adapter's fine
+    ordering from splits on its rank.
+    """
+    return -np.log1p(np.arange(n_candidates, dtype=np.float64))
 
 
 def _lgb_name(name):

@@ -432,8 +432,10 @@ class FeatureBuilder:
         self.factors = None
         if item_factors is not None:
             V = np.asarray(item_factors, dtype=np.float32)
-            self.factor_norm = np.linalg.norm(V, axis=1).astype(np.float32)
-            Vn = V / np.maximum(self.factor_norm, 1e-12)[:, None]
+            norm = np.linalg.norm(V, axis=1)
+            Vn = V / np.maximum(norm, 1e-12)[:, None]
+            # relative to the mean norm: the scale of factors changes with the warm set
+            self.relative_norm = (norm / max(norm.mean(), 1e-12)).astype(np.float32)
             # one zero row: the target of padded support slots
             self.factors = np.vstack([Vn, np.zeros((1, V.shape[1]), np.float32)])
 
@@ -529,11 +531,16 @@ class FeatureBuilder:
             F[:, :, col] = values
             col += 1
 
+        # the adapter's scores, made scale-free: fold adapters (fitted on fewer
+        # users) and the serving adapter score on different scales
         scores = np.asarray(scores, dtype=np.float32)
         finite = np.where(np.isfinite(scores), scores, np.nan)
-        put(finite)
-        put(np.arange(n_cand, dtype=np.float32)[None, :])
-        put(finite - finite[:, :1])
+        top = finite[:, :1]
+        low = np.nanmin(finite, axis=1, initial=np.inf)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            put(finite / np.maximum(np.abs(top), 1e-12))
+            put(np.arange(n_cand, dtype=np.float32)[None, :])
+            put((top - finite) / np.maximum(top - low[:, None], 1e-12))
         put(self.log_popularity[cand])
         if self.recent_log_popularity is not None:
             put(self.recent_log_popularity[cand])
@@ -549,7 +556,7 @@ class FeatureBuilder:
         put(sizes[:, None])
         put(((B @ self.log_popularity) / support_count)[:, None])
         if self.factors is not None:
-            put(self.factor_norm[cand])
+            put(self.relative_norm[cand])
             cmax, cmean = self._factor_cosines(S, B, cand, support_count)
             put(cmax)
             put(cmean)
