@@ -60,6 +60,7 @@ INIT_PARAMS = {
     "LightGBMReranker": lambda cls: cls(
         candidates=skfewrec.ClosedFormFoldIn(factors=_small_factors()),
         n_estimators=5,
+        cv=2,
         random_state=0,
     ),
 }
