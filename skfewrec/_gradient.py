@@ -292,7 +292,9 @@ class GradientFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
         the shots (label 1) and the negatives (label 0); "wmse": the factor
         source's own iALS loss over the whole catalogue (exact, through the
         Gram matrix; no negatives) divided by the number of items, whose
-        minimiser is the plain closed-form fold-in.
+        minimiser is the plain closed-form fold-in. Interaction values
+        (confidences) weigh the shots in "wmse" only; "bpr" and "logistic"
+        treat every shot alike.
     n_steps : int, default=10
         Gradient steps per user; 0 returns the start.
     learning_rate : float, default=0.2
