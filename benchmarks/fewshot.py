@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from _common import load_dataset, write_json
+from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 
 from skfewrec import (
@@ -35,9 +36,11 @@ from skfewrec import (
     GradientFoldIn,
     ImplicitFoldIn,
     ItemKNN,
+    LightGBMReranker,
     MostPopular,
 )
-from skfewrec.model_selection import fewshot_curve, train_test_split_users
+from skfewrec.metrics import evaluate
+from skfewrec.model_selection import fewshot_curve, support_query_split, train_test_split_users
 
 
 @dataclass
@@ -46,8 +49,15 @@ class ModelSpec:
 
     build: callable
     grid: dict = field(default_factory=dict)
-    #: extra keyword arguments of fit (side tables), from the dataset Bunch
+    #: extra keyword arguments of fit (side tables): ``fit_kwargs(data, rows)``, with
+    #: ``rows`` the rows of ``data.X`` being fitted
     fit_kwargs: callable = None
+    #: extra keyword arguments of recommend (user side tables): ``(data, rows)``
+    recommend_kwargs: callable = None
+    #: use the tuned parameters of this (earlier) model instead of a grid of its own
+    reuse: str = None
+    #: fitted parts measured in the same run: ``also(est) -> {suffix: estimator}``
+    also: callable = None
 
 
 def _grid_points(grid):
@@ -123,6 +133,78 @@ MODELS = {
     ),
 }
 
+
+def _unfrozen(factors):
+    """The unfitted ALS of a frozen factor source: the re-ranker refits it per
+    cross-fitting fold (prefit factors would leak the folds' held-back items)."""
+    return clone(factors.estimator if isinstance(factors, FrozenEstimator) else factors)
+
+
+def _reranker(factors, candidates, **kwargs):
+    return LightGBMReranker(candidates(factors), n_episodes=8, random_state=0, **kwargs)
+
+
+#: the item side table of the dataset being run (set by ``run``)
+_SIDE = {"items": None}
+
+
+def _item_table(data):
+    items = data.item_features
+    if items is None:
+        return None
+    items = items.drop(columns=[c for c in ("title",) if c in items]).reset_index(drop=True)
+    if "category" in items:  # the synthetic data's cluster id is a category
+        items["category"] = items["category"].astype("category")
+    return items
+
+
+def _side_fit(data, rows):
+    kwargs = {}
+    if data.timestamps is not None:
+        kwargs["timestamps"] = data.timestamps[rows]
+    if data.user_features is not None:
+        kwargs["user_features"] = data.user_features.iloc[rows]
+    return kwargs
+
+
+def _side_recommend(data, rows):
+    if data.user_features is None:
+        return {}
+    return {"user_features": data.user_features.iloc[rows]}
+
+
+def _gaussian(factors, prior_strength):
+    return ClosedFormFoldIn(_unfrozen(factors), prior="gaussian", prior_strength=prior_strength)
+
+
+def _gaussian_als(factors, regularization, confidence_scale, prior_strength):
+    return MODELS["closed_form_gaussian_als"].build(
+        factors, regularization, confidence_scale, prior_strength
+    )
+
+
+# the re-ranker over an adapter of the registry, with that adapter's tuned settings;
+# its own candidate adapter (``candidates_``) is measured in the same run
+MODELS["rerank"] = ModelSpec(
+    lambda factors, **p: _reranker(factors, lambda f: _gaussian(f, **p)),
+    reuse="closed_form_gaussian",
+    also=lambda est: {"candidates": est.candidates_},
+)
+MODELS["rerank_side"] = ModelSpec(
+    lambda factors, **p: _reranker(
+        factors, lambda f: _gaussian(f, **p), item_features=_SIDE["items"]
+    ),
+    reuse="closed_form_gaussian",
+    fit_kwargs=_side_fit,
+    recommend_kwargs=_side_recommend,
+    also=lambda est: {"candidates": est.candidates_},
+)
+MODELS["rerank_als"] = ModelSpec(
+    lambda factors, **p: _reranker(factors, lambda f: _gaussian_als(f, **p)),
+    reuse="closed_form_gaussian_als",
+    also=lambda est: {"candidates": est.candidates_},
+)
+
 #: ALS settings tuned once, on warm users, with the plain closed form
 ALS_GRID = {
     "n_components": [32, 64],
@@ -131,22 +213,39 @@ ALS_GRID = {
 }
 
 
-def _curve(estimator, X, args, seed):
-    return fewshot_curve(
-        estimator,
-        X,
-        n_shots=args.n_shots,
-        k=args.k,
-        min_query=args.min_query,
-        metrics=("ndcg", "recall"),
-        random_state=seed,
-    )
+def _curve(estimator, X, args, seed, recommend_kwargs=None):
+    if recommend_kwargs is None:
+        return fewshot_curve(
+            estimator,
+            X,
+            n_shots=args.n_shots,
+            k=args.k,
+            min_query=args.min_query,
+            metrics=("ndcg", "recall"),
+            random_state=seed,
+        )
+    # fewshot_curve's protocol, passing each kept user's side features to recommend
+    rows = []
+    for n in args.n_shots:
+        keep = np.flatnonzero(np.diff(X.indptr) >= n + args.min_query)
+        S, Q = support_query_split(X[keep], n, random_state=seed)
+        ids, _ = estimator.recommend(S, k=args.k, filter_seen=True, **recommend_kwargs(keep))
+        rows.append(
+            {**evaluate(Q, ids, k=args.k, metrics=("ndcg", "recall")), "n_users": keep.size}
+        )
+    return pd.DataFrame(rows, index=pd.Index(args.n_shots, name="n_shots"))
 
 
-def _fit(spec, factors, params, X, data):
+def _fit(spec, factors, params, X, data, rows):
     est = spec.build(factors, **params)
-    kwargs = spec.fit_kwargs(data) if spec.fit_kwargs else {}
+    kwargs = spec.fit_kwargs(data, rows) if spec.fit_kwargs else {}
     return est.fit(X, **kwargs)
+
+
+def _recommend_kwargs(spec, data, rows):
+    if spec.recommend_kwargs is None:
+        return None
+    return lambda keep: spec.recommend_kwargs(data, rows[keep])
 
 
 def tune_factors(X_train, X_val, args):
@@ -165,8 +264,14 @@ def tune_factors(X_train, X_val, args):
 def run(args):
     name, data = load_dataset(args.data, random_state=args.seed)
     X = data.X
-    X_warm, X_new = train_test_split_users(X, test_size=0.2, random_state=args.seed)
-    X_train, X_val = train_test_split_users(X_warm, test_size=0.2, random_state=args.seed + 1)
+    # the same splits as splitting X alone; the row numbers select side tables
+    X_warm, X_new, warm_rows, new_rows = train_test_split_users(
+        X, np.arange(X.shape[0]), test_size=0.2, random_state=args.seed
+    )
+    X_train, X_val, train_rows, val_rows = train_test_split_users(
+        X_warm, warm_rows, test_size=0.2, random_state=args.seed + 1
+    )
+    _SIDE["items"] = _item_table(data)
     print(
         f"{name}: {X.shape[0]} users x {X.shape[1]} items, {X.nnz} positives; "
         f"warm {X_warm.shape[0]} (tuning: {X_train.shape[0]} train / {X_val.shape[0]} val), "
@@ -188,34 +293,45 @@ def run(args):
         spec = MODELS[model]
         t0 = time.perf_counter()
         best = (-np.inf, {})
-        points = list(_grid_points(spec.grid))
-        if len(points) > 1:
+        grid = spec.grid
+        if spec.reuse is not None:
+            grid = {} if spec.reuse in results else MODELS[spec.reuse].grid
+        points = list(_grid_points(grid))
+        if spec.reuse in results:
+            best = (None, results[spec.reuse]["params"])
+        elif len(points) > 1:
             for params in points:
-                est = _fit(spec, train_factors, params, X_train, data)
-                score = _curve(est, X_val, args, args.seed)["ndcg"].mean()
+                est = _fit(spec, train_factors, params, X_train, data, train_rows)
+                extra = _recommend_kwargs(spec, data, val_rows)
+                score = _curve(est, X_val, args, args.seed, extra)["ndcg"].mean()
                 best = max(best, (score, params), key=lambda t: t[0])
         else:
             best = (None, points[0])
         params = best[1]
         t_fit = time.perf_counter()
-        est = _fit(spec, final_factors, params, X_warm, data)
+        est = _fit(spec, final_factors, params, X_warm, data, warm_rows)
         fit_time = time.perf_counter() - t_fit
-        curve = _curve(est, X_new, args, args.seed)
-        results[model] = {
-            "params": params,
-            "fit_seconds": fit_time,
-            "tune_seconds": time.perf_counter() - t0 - fit_time,
-            "curve": curve.reset_index().to_dict(orient="records"),
-        }
-        for n, row in curve.iterrows():
-            rows.append({"model": model, "n_shots": int(n), **row.to_dict()})
+        measured = {model: (est, _recommend_kwargs(spec, data, new_rows))}
+        for suffix, part in (spec.also(est) if spec.also else {}).items():
+            measured[f"{model}:{suffix}"] = (part, None)
+        for name_, (part, extra) in measured.items():
+            curve = _curve(part, X_new, args, args.seed, extra)
+            results[name_] = {
+                "params": params,
+                "fit_seconds": fit_time,
+                "tune_seconds": time.perf_counter() - t0 - fit_time,
+                "curve": curve.reset_index().to_dict(orient="records"),
+            }
+            for n, row in curve.iterrows():
+                rows.append({"model": name_, "n_shots": int(n), **row.to_dict()})
         print(f"{model}: {params} fitted in {fit_time:.1f}s")
 
     table = pd.DataFrame(rows)
-    wide = table.pivot(index="model", columns="n_shots", values="ndcg").loc[args.models]
+    order = list(dict.fromkeys(table["model"]))
+    wide = table.pivot(index="model", columns="n_shots", values="ndcg").loc[order]
     print(f"\nNDCG@{args.k} on new users ({name}), by number of shots:")
     print(wide.round(4).to_string())
-    recall = table.pivot(index="model", columns="n_shots", values="recall").loc[args.models]
+    recall = table.pivot(index="model", columns="n_shots", values="recall").loc[order]
     print(f"\nRecall@{args.k}:")
     print(recall.round(4).to_string())
     users = table.pivot(index="model", columns="n_shots", values="n_users").iloc[0]
@@ -227,8 +343,16 @@ def run(args):
         best_base = wide.loc[baselines].max()
         print("\nratio to the best baseline at each n:")
         print((wide / best_base).round(3).to_string())
+    own = [m for m in wide.index if f"{m}:candidates" in wide.index]
+    if own:
+        print("\nratio of each re-ranker to its own candidate adapter (same run):")
+        print(
+            pd.DataFrame({m: wide.loc[m] / wide.loc[f"{m}:candidates"] for m in own})
+            .T.round(3)
+            .to_string()
+        )
     path = write_json(
-        f"fewshot_{name}.json",
+        args.out or f"fewshot_{name}.json",
         {
             "dataset": name,
             "shape": list(X.shape),
@@ -254,6 +378,7 @@ def main(argv=None):
     parser.add_argument("--max-iter", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--out", help="result file name (default: fewshot_<data>.json)")
     return run(parser.parse_args(argv))
 
 
