@@ -156,7 +156,7 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
         means ``ClosedFormFoldIn()``.
     n_candidates : int, default=100
         Candidates re-ranked per user.
-    n_estimators : int, default=300
+    n_estimators : int, default=100
         Maximum number of boosting rounds.
     learning_rate : float, default=0.1
         LightGBM's shrinkage.
@@ -260,6 +260,9 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
     ['adapter_score', 'adapter_rank', 'adapter_score_gap']
     """
 
+    #: start boosting from the adapter's order (an ablation switch)
+    _boost_from_adapter = 1.0
+
     _parameter_constraints = {
         "candidates": [HasMethods(["fit", "recommend"]), None],
         "n_candidates": [Interval(Integral, 1, None, closed="left")],
@@ -282,7 +285,7 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
         candidates=None,
         *,
         n_candidates=100,
-        n_estimators=300,
+        n_estimators=100,
         learning_rate=0.1,
         num_leaves=31,
         min_child_samples=100,
@@ -509,7 +512,7 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
         if not fit_episode.any():  # tiny data: train on the validation users too
             fit_episode, val_episode = keep_episode, np.zeros_like(keep_episode)
 
-        margin = np.tile(_base_margin(n_cand), n_episodes)
+        margin = np.tile(_base_margin(n_cand) * self._boost_from_adapter, n_episodes)
 
         def select(mask):
             rows = mask[episode] & valid
@@ -632,7 +635,9 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
             U = None if user_values is None else user_values[start:stop]
             F = self._builder.build(X[start:stop], cand, scores[start:stop], U)
             pred = self._booster.predict(F[valid.ravel()], num_threads=threads)
-            pred += np.broadcast_to(_base_margin(n_cand), cand.shape)[valid]
+            pred += np.broadcast_to(_base_margin(n_cand) * self._boost_from_adapter, cand.shape)[
+                valid
+            ]
             block = out[start:stop]
             block[valid] = pred
         return out
