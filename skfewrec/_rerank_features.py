@@ -69,10 +69,10 @@ def pruned_cooccurrence(X, n_neighbors=None, block_elements=BLOCK_ELEMENTS):
     array([[0., 2., 1.],
            [2., 0., 1.],
            [1., 1., 0.]], dtype=float32)
-    >>> pruned_cooccurrence(X, n_neighbors=1).toarray()
+    >>> pruned_cooccurrence(X, n_neighbors=1).toarray()  # ties: the lower index
     array([[0., 2., 0.],
            [2., 0., 0.],
-           [0., 1., 0.]], dtype=float32)
+           [1., 0., 0.]], dtype=float32)
     """
     n_neighbors = COOC_NEIGHBORS if n_neighbors is None else n_neighbors
     B = _binary(sp.csr_matrix(X))
