@@ -452,3 +452,20 @@ def test_reranker_beats_its_adapter_on_ml100k(ml100k_path):
     )["ndcg"]
     ratio = curve(rr) / curve(rr.candidates_)
     assert (ratio > 1.05).all(), ratio.tolist()
+
+
+def test_pickle_free_round_trip_with_side_tables(data, tmp_path):
+    import skfewrec
+
+    items, users = _side_tables(data)
+    users = users.assign(gender=pd.Categorical(np.where(np.arange(len(users)) % 2, "F", "M")))
+    rr = _reranker(item_features=items, n_estimators=10).fit(
+        data.X[:300], user_features=users.iloc[:300], timestamps=data.timestamps[:300]
+    )
+    skfewrec.save(rr, tmp_path / "model.zip")
+    loaded = skfewrec.load(tmp_path / "model.zip")
+    new = {"user_features": users.iloc[400:]}
+    ids, scores = rr.recommend(data.X[400:], k=10, **new)
+    ids2, scores2 = loaded.recommend(data.X[400:], k=10, **new)
+    np.testing.assert_array_equal(ids, ids2)
+    np.testing.assert_allclose(scores, scores2, rtol=1e-6)
