@@ -29,8 +29,8 @@ from ._validation import check_k
 
 __all__ = ["factors_from_spark", "interactions_from_spark", "recommend_spark"]
 
-#: ids and values per user while collecting (the struct keeps nulls visible)
-_SHOTS = "__skfewrec_shots"
+#: users per call of ``recommend`` inside a Spark task (bounds its memory)
+_USERS_PER_CALL = 10_000
 
 #: fitted models already loaded in this (worker) process, by bundle digest
 _MODEL_CACHE = {}
@@ -351,45 +351,51 @@ def _show(values, n=5):
     return ", ".join(repr(v) for v in values[:n]) + (", ..." if len(values) > n else "")
 
 
-def _to_csr(users, shots, value_set, n_items, handle_unknown, names):
-    """CSR support matrix of a batch of users from their collected (item, value) lists.
+def _long_to_csr(users, items, values, value_set, n_items, handle_unknown, names, *, sort=False):
+    """CSR support matrix of the users of a long log (one Arrow array per column).
 
-    ``users`` is an Arrow array (one per row), ``shots`` a list<struct<item, value>>
-    array. Repeated (user, item) pairs are summed.
+    Rows are the distinct users (in order of appearance, or sorted with ``sort``);
+    repeated (user, item) pairs are summed. ``values`` None counts every row as 1.
+
+    Returns
+    -------
+    X : csr_matrix of shape (n_users, n_items), float32
+    user_ids : pyarrow.Array
+        The user of each row.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     user_col, item_col, value_col = names
-    if users.null_count:
-        raise ValueError(
-            f"Column {user_col!r} has null user ids; every interaction needs a user. Drop "
-            f"those rows first, e.g. df.dropna(subset=[{user_col!r}])."
-        )
-    lengths = pc.fill_null(pc.list_value_length(shots), 0).to_numpy(zero_copy_only=False)
-    flat = shots.flatten()
-    items = flat.field(0)
-    if items.null_count:
-        raise ValueError(
-            f"Column {item_col!r} has {items.null_count} null item id(s); every interaction "
-            f"needs an item. Drop those rows first, e.g. df.dropna(subset=[{item_col!r}])."
-        )
-    if value_col is None:
+    for column, name, what in ((users, user_col, "user"), (items, item_col, "item")):
+        if column.null_count:
+            raise ValueError(
+                f"Column {name!r} has {column.null_count} null {what} id(s); every "
+                f"interaction needs a user and an item. Drop those rows first, e.g. "
+                f"df.dropna(subset=[{name!r}])."
+            )
+    if values is None:
         values = np.ones(len(items), dtype=np.float32)
     else:
-        value_arr = flat.field(1)
-        if value_arr.null_count:
+        if values.null_count:
             raise ValueError(
-                f"Column {value_col!r} has {value_arr.null_count} null value(s); fill or "
+                f"Column {value_col!r} has {values.null_count} null value(s); fill or "
                 f"drop them first, e.g. df.fillna({{{value_col!r}: 1.0}})."
             )
-        values = value_arr.cast(pa.float32()).to_numpy(zero_copy_only=False)
+        values = values.cast(pa.float32()).to_numpy(zero_copy_only=False)
+    encoded = pc.dictionary_encode(users)
+    user_ids = encoded.dictionary
+    rows = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    if sort:
+        order = pc.array_sort_indices(user_ids).to_numpy(zero_copy_only=False)
+        position = np.empty(order.size, dtype=np.int64)
+        position[order] = np.arange(order.size)
+        rows, user_ids = position[rows], user_ids.take(pa.array(order))
     if pa.types.is_integer(items.type):
         items = items.cast(pa.int64())
     elif pa.types.is_large_string(items.type):
         items = items.cast(pa.string())
     cols = pc.index_in(items, value_set=value_set)
-    rows = np.repeat(np.arange(len(users), dtype=np.int64), lengths)
     if cols.null_count:
         if handle_unknown == "error":
             unknown = pc.unique(items.filter(pc.is_null(cols))).to_pylist()
@@ -402,9 +408,15 @@ def _to_csr(users, shots, value_set, n_items, handle_unknown, names):
         rows, values = rows[known], values[known]
         cols = cols.filter(pc.is_valid(cols))
     cols = cols.to_numpy(zero_copy_only=False).astype(np.int64)
-    X = sp.coo_matrix((values, (rows, cols)), shape=(len(users), n_items)).tocsr()
+    X = sp.coo_matrix((values, (rows, cols)), shape=(len(user_ids), n_items)).tocsr()
     X.sum_duplicates()
-    return X
+    return X, user_ids
+
+
+def _columns(table, value_col):
+    """(users, items, values or None) of a long Arrow table of (user, item[, value])."""
+    arrays = [table.column(i).combine_chunks() for i in range(table.num_columns)]
+    return arrays[0], arrays[1], (arrays[2] if value_col is not None else None)
 
 
 def _limit_jobs(estimator, n_jobs):
@@ -434,48 +446,55 @@ def _load_cached(token, payload, n_jobs):
     return _MODEL_CACHE[token]
 
 
-def _score_batches(batches, *, token, payload, n_items, k, filter_seen, handle_unknown,
-                   items, exclude, names, out_schema):  # fmt: skip
-    """mapInArrow body: for each Arrow batch of whole users, their top-k rows."""
+def _score_partition(batches, *, token, payload, n_items, k, filter_seen, handle_unknown,
+                     items, exclude, names, out_schema):  # fmt: skip
+    """mapInArrow body: the top-k rows of every user of one partition.
+
+    The log was hash-partitioned by user, so the partition holds each of its
+    users whole; it is read in full (about 40 bytes per interaction), then
+    scored ``_USERS_PER_CALL`` users at a time.
+    """
     import pyarrow as pa
     from pyspark import TaskContext
     from threadpoolctl import threadpool_limits
 
+    batches = [batch for batch in batches if batch.num_rows]
+    if not batches:  # an empty partition
+        return
     context = TaskContext.get()
     cpus = context.cpus() if context is not None else 1
     estimator, value_set = _load_cached(token, payload, cpus)
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        users, shots = batch.column(0), batch.column(1)
-        X = _to_csr(users, shots, value_set, n_items, handle_unknown, names)
+    table = pa.Table.from_batches(batches)
+    del batches
+    X, users = _long_to_csr(*_columns(table, names[2]), value_set, n_items, handle_unknown, names)
+    del table
+    for start in range(0, X.shape[0], _USERS_PER_CALL):
+        stop = min(start + _USERS_PER_CALL, X.shape[0])
         with threadpool_limits(cpus):
             ids, scores = estimator.recommend(
-                X, k=k, filter_seen=filter_seen, items=items, exclude=exclude
+                X[start:stop], k=k, filter_seen=filter_seen, items=items, exclude=exclude
             )
         valid = ids >= 0
-        row = np.nonzero(valid)[0]
-        rank = (np.nonzero(valid)[1] + 1).astype(np.int32)
-        flat_ids = ids[valid]
-        out_items = value_set.take(pa.array(flat_ids))
+        row, rank = np.nonzero(valid)
         yield pa.RecordBatch.from_arrays(
             [
-                users.take(pa.array(row)),
-                out_items.cast(out_schema.field(1).type),
+                users.take(pa.array(row + start)),
+                value_set.take(pa.array(ids[valid])).cast(out_schema.field(1).type),
                 pa.array(scores[valid], type=pa.float32()),
-                pa.array(rank, type=pa.int32()),
+                pa.array((rank + 1).astype(np.int32), type=pa.int32()),
             ],
             schema=out_schema,
         )
 
 
-def _collect_users(df, user_col, item_col, value_col):
-    """One row per user: (user, list of (item, value) structs), nulls kept visible."""
+def _long_frame(df, user_col, item_col, value_col):
+    """The columns the scoring reads: user, item[, value as double]."""
     from pyspark.sql import functions as F
 
-    value = F.lit(1.0) if value_col is None else F.col(value_col)
-    shots = F.struct(F.col(item_col).alias("item"), value.cast("double").alias("value"))
-    return df.groupBy(F.col(user_col)).agg(F.collect_list(shots).alias(_SHOTS))
+    columns = [F.col(user_col), F.col(item_col)]
+    if value_col is not None:
+        columns.append(F.col(value_col).cast("double"))
+    return df.select(*columns)
 
 
 def _raw_to_columns(raw, item_ids, n_items, name):
@@ -516,11 +535,15 @@ def recommend_spark(
 ):
     """Top-k items for each new user of a Spark DataFrame, computed on the executors.
 
-    The interactions are grouped by user (one shuffle), so every batch handed to
-    a task holds whole users; each task calls ``estimator.recommend`` on its
-    batch as a CSR matrix, exactly as a single process would. The estimator is
-    shipped once, as a pickle-free bundle (:func:`skfewrec._persistence.dumps`)
-    in a Spark broadcast, and loaded once per Python worker.
+    The interactions are hash-partitioned by user (one shuffle), so each
+    partition holds its users whole; the task of a partition reads its rows as
+    Arrow batches (``mapInArrow``), builds their CSR matrix and calls
+    ``estimator.recommend`` on it, 10,000 users at a time, exactly as a single
+    process would. A task holds its partition's rows in memory (about 40 bytes
+    per interaction): choose ``num_partitions`` so partitions stay small. The
+    estimator is shipped once, as a pickle-free bundle
+    (:func:`skfewrec._persistence.dumps`) in a Spark broadcast, and loaded once
+    per Python worker.
 
     Spark is lazy: the checks of the schema, ``item_ids`` and the settings run
     here; the checks of the data (null or unknown ids, bad values) run on the
@@ -554,7 +577,8 @@ def recommend_spark(
         "ignore" drops those interactions (a user left with none gets the
         model's answer for a user without interactions).
     num_partitions : int, default=None
-        Partitions of the grouped users (None: ``spark.sql.shuffle.partitions``).
+        Partitions of users (None: ``spark.sql.shuffle.partitions``, which
+        adaptive query execution may coalesce).
 
     Returns
     -------
@@ -616,12 +640,19 @@ def recommend_spark(
     )
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    arrow_schema = to_arrow_schema(out_schema)
-    grouped = _collect_users(df, user_col, item_col, value_col)
-    if num_partitions is not None:
-        grouped = grouped.repartition(num_partitions)
+    large = df.sparkSession.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false")
+    arrow_schema = to_arrow_schema(out_schema, prefers_large_types=large == "true")
+    # one shuffle: every user's rows land in one partition
+    from pyspark.sql import functions as F
+
+    user = F.col(user_col)
+    frame = _long_frame(df, user_col, item_col, value_col)
+    if num_partitions is None:
+        frame = frame.repartition(user)
+    else:
+        frame = frame.repartition(num_partitions, user)
     body = partial(
-        _score_batches,
+        _score_partition,
         token=token,
         payload=payload,
         n_items=n_items,
@@ -639,7 +670,7 @@ def recommend_spark(
         warnings.filterwarnings(
             "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
         )
-        return grouped.mapInArrow(body, out_schema)
+        return frame.mapInArrow(body, out_schema)
 
 
 def interactions_from_spark(
@@ -697,16 +728,13 @@ def interactions_from_spark(
     ids = _check_item_ids(item_ids, n_items, item_field.dataType, item_col)
     if handle_unknown not in ("error", "ignore"):
         raise ValueError(f"handle_unknown must be 'error' or 'ignore', got {handle_unknown!r}.")
-    grouped = _collect_users(df, user_col, item_col, value_col).orderBy(user_col)
-    table = _to_arrow(grouped).combine_chunks()
-    users = table.column(0).combine_chunks()
-    shots = table.column(1).combine_chunks()
-    X = _to_csr(
-        users,
-        shots,
+    table = _to_arrow(_long_frame(df, user_col, item_col, value_col))
+    X, users = _long_to_csr(
+        *_columns(table, value_col),
         _arrow_ids(ids, n_items),
         n_items,
         handle_unknown,
         (user_col, item_col, value_col),
+        sort=True,
     )
     return sp.csr_matrix(X, dtype=np.float32), users.to_numpy(zero_copy_only=False)
