@@ -32,8 +32,10 @@ def shared_system(item_factors, regularization, prior_precision=None, prior_mean
     Parameters
     ----------
     item_factors : ndarray of shape (n_items, n_components)
+        The fixed item factors ``Y``.
     regularization : float
-        The ridge ``lambda``.
+        The ridge ``lambda`` shared by every user (0 for Spark's convention,
+        whose ridge is per user).
     prior_precision : ndarray of shape (n_components, n_components), default=None
         ``s P``, already scaled by the prior strength; None for no prior.
     prior_mean : ndarray of shape (n_components,), default=None
