@@ -16,7 +16,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m skfewrec._demo
+	$(BIN)/python -m skfewrec demo
 
 test: $(STAMP)
 	$(BIN)/ruff check skfewrec tests benchmarks
