@@ -21,6 +21,7 @@ Usage::
     python benchmarks/spark_scoring.py                   # 1M users x 10 shots, 20k items, f=64
     python benchmarks/spark_scoring.py --quick           # 50k users
     python benchmarks/spark_scoring.py --n-users 200000  # any size
+    python benchmarks/spark_scoring.py --solvers         # Spark-convention fold-in paths only
 """
 
 import argparse
@@ -110,6 +111,49 @@ def single_process(path, rec, item_ids, k):
     return out, users, ids
 
 
+def solver_speed(n_users, n_items, n_components, n_shots, rng, repeat=3):
+    """Fold-in throughput of the Spark convention (per-user ridge), one BLAS thread.
+
+    The Woodbury path in the eigenbasis of the shared matrix against the direct
+    f x f solve, on the same users; implicit's convention (shared ridge) for scale.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from skfewrec._factors import confidence_coefficients, ridge_per_user
+    from skfewrec._solvers import shared_system, solve_users
+
+    Y = (rng.standard_normal((n_items, n_components)) * 0.1).astype(np.float32)
+    X = random_users(n_users, n_items, n_shots, rng)
+    speed, results = {}, {}
+    with threadpool_limits(1):
+        for convention in ("implicit", "spark"):
+            shared, extra = ridge_per_user(X.indptr, 0.1, convention)
+            system = shared_system(Y, shared)
+            d, t = confidence_coefficients(X.data, 2.0, convention)
+            for solver in ("woodbury", "direct"):
+                best = float("inf")
+                for _ in range(repeat):
+                    start = time.perf_counter()
+                    U = solve_users(
+                        X.indptr, X.indices, d, t, system, solver=solver, extra_ridge=extra
+                    )
+                    best = min(best, time.perf_counter() - start)
+                speed[convention, solver], results[convention, solver] = n_users / best, U
+    rows = []
+    for (convention, solver), users_per_s in speed.items():
+        wood, direct = results[convention, "woodbury"], results[convention, "direct"]
+        rows.append(
+            {
+                "convention": convention,
+                "solver": solver,
+                "users_per_s": users_per_s,
+                "woodbury_vs_direct": speed[convention, "woodbury"] / speed[convention, "direct"],
+                "max_rel_diff": float(np.max(np.abs(wood - direct)) / np.max(np.abs(direct))),
+            }
+        )
+    return rows
+
+
 def start_spark(partitions, driver_memory):
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
@@ -142,7 +186,20 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=1, help="runs of each path (best kept)")
     parser.add_argument("--output", default=None, help="result file name in benchmarks/results")
+    parser.add_argument(
+        "--solvers", action="store_true", help="only the fold-in solvers (no Spark), 50k users"
+    )
     args = parser.parse_args(argv)
+    if args.solvers:
+        rows = solver_speed(
+            50_000, args.n_items, args.n_components, args.n_shots, np.random.default_rng(0)
+        )
+        print_table(
+            rows,
+            ["convention", "solver", "users_per_s", "woodbury_vs_direct", "max_rel_diff"],
+        )
+        print(f"wrote {write_json('spark_solvers.json', {'args': vars(args), 'rows': rows})}")
+        return
     if args.quick:
         args.n_users = 50_000
     output = args.output or ("spark_scoring_quick.json" if args.quick else "spark_scoring.json")
