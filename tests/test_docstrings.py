@@ -20,6 +20,7 @@ PUBLIC_MODULES = [
     "skfewrec.metrics",
     "skfewrec.model_selection",
     "skfewrec.preprocessing",
+    "skfewrec.spark",
 ]
 
 #: numpydoc codes enforced everywhere / on top-level objects only
