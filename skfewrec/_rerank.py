@@ -123,9 +123,10 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
     what a dot product does not see: the adapter's score and rank, item
     popularity (recent popularity when ``timestamps`` are given), item factor
     norm, the number of shots, cosine similarity between the candidate and the
-    shots in factor space, co-occurrence of the candidate with the shots in the
-    warm data, item and user side features, and the overlap of the candidate's
-    side features with the shots'.
+    shots in factor space, the score of the plain (prior-free) fold-in,
+    co-occurrence of the candidate with the shots in the warm data, the warm
+    users most like the shots (user-kNN), item and user side features, and the
+    overlap of the candidate's side features with the shots'.
 
     **Leak-free training episodes (cross-fitting).** The ranker learns from
     simulated episodes of the warm users: ``n`` shots drawn at random (``n``
@@ -470,7 +471,11 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
                 recent_threshold=threshold,
             )
             builder = FeatureBuilder(
-                getattr(adapter, "item_factors_", None), stats, item_side, user_spec
+                getattr(adapter, "item_factors_", None),
+                stats,
+                item_side,
+                user_spec,
+                fold_in=_plain_fold_in(adapter),
             )
             S, Q, owner = sample_episodes(X[test], low, high, self.n_episodes, rng)
             if owner.size == 0:
@@ -584,7 +589,11 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
         if self.user_side_names_ is not None:
             self._user_table = UserTable(self.user_side_names_, self.user_side_categories_)
         self._builder = FeatureBuilder(
-            getattr(self.candidates_, "item_factors_", None), stats, item_side, self._user_table
+            getattr(self.candidates_, "item_factors_", None),
+            stats,
+            item_side,
+            self._user_table,
+            fold_in=_plain_fold_in(self.candidates_),
         )
 
     @property
@@ -726,6 +735,15 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
         tags.input_tags.sparse = True
         tags.input_tags.positive_only = True
         return tags
+
+
+def _plain_fold_in(adapter):
+    """The plain iALS fold-in of the adapter's factor source (its ``transform``), or None.
+
+    A second opinion on the user: without the adapter's prior, from the same factors.
+    """
+    factors = getattr(adapter, "factors_", None)
+    return getattr(factors, "transform", None)
 
 
 def _base_margin(n_candidates):

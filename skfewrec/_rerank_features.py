@@ -403,7 +403,7 @@ class FeatureBuilder:
         The user table's encoding (its values are passed to :meth:`build`).
     """
 
-    def __init__(self, item_factors, stats, item_side=None, user_side=None):
+    def __init__(self, item_factors, stats, item_side=None, user_side=None, fold_in=None):
         counts = stats["item_counts"]
         self.n_items = counts.size
         self.log_popularity = log_frequency(counts, stats["n_users"])
@@ -454,6 +454,8 @@ class FeatureBuilder:
             ]
             self.item_categorical_mask = categorical
         self.user_side = user_side
+        self.fold_in = fold_in if item_factors is not None else None
+        self.item_factors = None if item_factors is None else np.asarray(item_factors, np.float32)
         self.feature_names = self._names()
 
     def _names(self):
@@ -465,6 +467,8 @@ class FeatureBuilder:
         names += ["support_size", "support_log_popularity"]
         if self.factors is not None:
             names += ["item_factor_norm", "factor_cosine_max", "factor_cosine_mean"]
+        if self.fold_in is not None:
+            names += ["plain_score", "plain_rank"]
         names += [
             "cooc_cosine_max",
             "cooc_cosine_mean",
@@ -572,6 +576,12 @@ class FeatureBuilder:
         put(_rank_within(cooc[3], valid))
         if self.factors is not None:
             put(_rank_within(cmean, valid))
+        if self.fold_in is not None:
+            U = np.asarray(self.fold_in(S), dtype=np.float32)
+            plain = np.einsum("ncf,nf->nc", self.item_factors[cand], U)
+            top = np.max(np.where(valid, plain, -np.inf), axis=1, keepdims=True)
+            put(plain / np.maximum(np.abs(top), 1e-12))
+            put(_rank_within(plain, valid))
         if self.item_values is not None:
             k = self.item_values.shape[1]
             F[:, :, col : col + k] = self.item_values[cand]

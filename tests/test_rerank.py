@@ -191,6 +191,7 @@ def test_fitted_state_names_its_features_and_keeps_the_model_text(fitted):
         "cooc_cosine_max",
         "cooc_conditional_mean",
         "user_knn_score",
+        "plain_score",
     ):
         assert name in names
     assert fitted.feature_importances_.shape == (len(names),)
