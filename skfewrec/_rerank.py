@@ -20,6 +20,7 @@ from ._rerank_features import (
     encode_item_table,
     warm_statistics,
 )
+from ._threads import blas_limits
 from ._topk import chunked_topk, effective_n_jobs, restrict_items
 from ._validation import check_k
 
@@ -482,7 +483,8 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
                 continue
             cand, scores = adapter.recommend(S, k=n_cand, filter_seen=True)
             U = None if user_values is None else user_values[test][owner]
-            F = builder.build(S, cand, scores, U)
+            with blas_limits(effective_n_jobs(self.n_jobs)):
+                F = builder.build(S, cand, scores, U)
             parts.append((F, _labels(Q, cand).ravel(), (cand >= 0).ravel(), test[owner], n_cand))
         return parts, builder
 
@@ -642,7 +644,8 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
             if not valid.any():
                 continue
             U = None if user_values is None else user_values[start:stop]
-            F = self._builder.build(X[start:stop], cand, scores[start:stop], U)
+            with blas_limits(threads):
+                F = self._builder.build(X[start:stop], cand, scores[start:stop], U)
             pred = self._booster.predict(F[valid.ravel()], num_threads=threads)
             pred += np.broadcast_to(_base_margin(n_cand) * self._boost_from_adapter, cand.shape)[
                 valid
