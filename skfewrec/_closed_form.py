@@ -269,7 +269,7 @@ class ClosedFormFoldIn(NewItemsMixin, FactorRecommenderMixin, TransformerMixin, 
         if counts is None:
             counts = np.bincount(X.indices, minlength=X.shape[1])
         self.item_counts_ = np.array(counts, dtype=np.int64)
-        with blas_limits(self._blas_threads()):
+        with blas_limits(1):
             warm = self._solve(X, self._make_system(None, None))
         self.mean_, self.covariance_ = warm_prior(warm)
         self._rebuild()
@@ -329,11 +329,24 @@ class ClosedFormFoldIn(NewItemsMixin, FactorRecommenderMixin, TransformerMixin, 
         check_ratings_in_scale(X_new, self.rating_scale, name="X_new_items")
 
     def _solve(self, X, system):
+        # n_jobs threads solve batches of users, each with single-threaded BLAS
+        n_jobs = self._blas_threads()
         if self.objective == "explicit":
-            return solve_explicit(X, self._rating_offsets(), system, solver=self.solver)
+            return solve_explicit(
+                X, self._rating_offsets(), system, solver=self.solver, n_jobs=n_jobs
+            )
         d, t = confidence_coefficients(X.data, self.confidence_scale_, self.convention_)
         _, extra = ridge_per_user(X.indptr, self.regularization_, self.convention_)
-        return solve_users(X.indptr, X.indices, d, t, system, solver=self.solver, extra_ridge=extra)
+        return solve_users(
+            X.indptr,
+            X.indices,
+            d,
+            t,
+            system,
+            solver=self.solver,
+            extra_ridge=extra,
+            n_jobs=n_jobs,
+        )
 
     def _drop_unknown_shots(self, X):
         """X without its shots on items no warm user touched (item_counts_ == 0)."""
@@ -348,7 +361,7 @@ class ClosedFormFoldIn(NewItemsMixin, FactorRecommenderMixin, TransformerMixin, 
 
     def _user_vectors(self, X):
         X = self._drop_unknown_shots(X)
-        with blas_limits(self._blas_threads()):
+        with blas_limits(1):
             U = self._solve(X, self._system)
         empty = np.diff(X.indptr) == 0
         if empty.any():

@@ -82,7 +82,7 @@ def with_bias_column(factors):
     return np.hstack([factors, np.ones((factors.shape[0], 1))])
 
 
-def solve_explicit(X, offsets, system, *, solver="auto"):
+def solve_explicit(X, offsets, system, *, solver="auto", n_jobs=None):
     """Ridge-solve every row of ``X`` against fixed column features, batched.
 
     Parameters
@@ -101,7 +101,9 @@ def solve_explicit(X, offsets, system, *, solver="auto"):
     W : ndarray of shape (n_rows, n_features), float64
     """
     t = X.data.astype(np.float64) - offsets[X.indices]
-    return solve_users(X.indptr, X.indices, np.ones_like(t), t, system, solver=solver)
+    return solve_users(
+        X.indptr, X.indices, np.ones_like(t), t, system, solver=solver, n_jobs=n_jobs
+    )
 
 
 def check_rating_scale(rating_scale):

@@ -256,8 +256,16 @@ class ALSFactors(TransformerMixin, BaseEstimator):
         X = validate_interactions(self, X, reset=False)
         d, t = confidence_coefficients(X.data, self.confidence_scale, self.convention_)
         shared, extra = ridge_per_user(X.indptr, self.regularization, self.convention_)
-        with blas_limits(effective_n_jobs(self.n_jobs)):
-            U = solve_users(X.indptr, X.indices, d, t, self._system, extra_ridge=extra)
+        with blas_limits(1):
+            U = solve_users(
+                X.indptr,
+                X.indices,
+                d,
+                t,
+                self._system,
+                extra_ridge=extra,
+                n_jobs=effective_n_jobs(self.n_jobs),
+            )
         return U.astype(np.float32)
 
     def to_implicit(self):

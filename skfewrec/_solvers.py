@@ -23,6 +23,8 @@ once, ``(M + mu_u I)^-1 = Q diag(1 / (L + mu_u)) Q^T``: in the eigenbasis
 the Woodbury path stays O(k^2 f + k^3 + f^2) per user instead of a direct f x f solve.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 
@@ -163,6 +165,7 @@ def solve_users(
     solver="auto",
     extra_ridge=None,
     max_batch_elements=1 << 13,
+    n_jobs=None,
 ):
     """Fold in a batch of users: exact closed-form solve, batched.
 
@@ -184,6 +187,9 @@ def solve_users(
         convention). The Woodbury path then works in the eigenbasis of ``M``.
     max_batch_elements : int
         Padded shots per batch; bounds memory.
+    n_jobs : int, default=None
+        Threads solving batches in parallel (None: 1). Run them under a
+        one-thread BLAS limit.
 
     Returns
     -------
@@ -211,10 +217,12 @@ def solve_users(
     t = np.asarray(t, dtype=np.float64)
     if extra_ridge is not None:
         extra_ridge = np.asarray(extra_ridge, dtype=np.float64)
-    for rows, width in _padded_batches(indptr, max_batch_elements):
+
+    def solve_batch(batch):
+        rows, width = batch
         if width == 0:
             out[rows] = x0
-            continue
+            return
         idx, dd, tt = _gather_padded(rows, width, indptr, indices, d, t, n_items)
         if solver == "direct":
             use_direct = np.ones(rows.size, dtype=bool)
@@ -249,6 +257,16 @@ def solve_users(
                 A[:, np.arange(f), np.arange(f)] += ridge[use_direct][:, None]
             rhs = np.matmul(tt[use_direct][:, None, :], Ys)[:, 0, :] + system["m"]
             out[rows[use_direct]] = np.linalg.solve(A, rhs[:, :, None])[:, :, 0]
+
+    batches = list(_padded_batches(indptr, max_batch_elements))
+    workers = min(n_jobs or 1, len(batches))
+    if workers <= 1:
+        for batch in batches:
+            solve_batch(batch)
+    else:
+        # batches write disjoint rows; numpy releases the GIL in their matmuls and solves
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(solve_batch, batches))
     return out
 
 

@@ -182,14 +182,17 @@ def chunked_topk(
     return ids, scores
 
 
-def factor_topk(U, V, k, *, seen=None, exclude=None, n_jobs=None, block_rows=8192):
-    """Top-k of ``U @ V.T`` with implicit's C++ top-k kernel, seen items removed afterwards.
+def factor_topk(U, V, k, *, seen=None, exclude=None, n_jobs=None, block_rows=8192, max_extra=None):
+    """Top-k of ``U @ V.T``: implicit's C++ kernel for new users, a dense path for heavy ones.
 
     implicit's kernel fuses a blocked GEMM with a heap selection, multi-threaded,
-    but filters already-seen items with a Python loop over users. Here it is asked,
-    unfiltered, for ``k`` plus the largest number of seen items in each block of
-    users, and the seen items are then dropped from its answer with one sorted
-    lookup: no per-user Python work.
+    but filters already-seen items with a Python loop over users. Here users with
+    few seen items (the few-shot case) are ranked by that kernel, unfiltered, asked
+    for ``k`` plus the largest number of seen items in each block of users; the
+    seen items are then dropped from its answer with one sorted lookup. Users with
+    many seen items (more than ``max_extra``; a heap that large is slow) go through
+    :func:`chunked_topk` instead: a blocked GEMM, seen items masked, then selection.
+    No per-user Python work on either path.
 
     Parameters
     ----------
@@ -201,9 +204,11 @@ def factor_topk(U, V, k, *, seen=None, exclude=None, n_jobs=None, block_rows=819
     exclude : ndarray of int, default=None
         Items never returned.
     n_jobs : int, default=None
-        implicit's threads (BLAS runs single-threaded inside).
+        Threads (BLAS runs single-threaded inside each).
     block_rows : int
-        Users per call: bounds the memory of the oversized answers.
+        Users per call of implicit's kernel: bounds the memory of its answers.
+    max_extra : int, default=None
+        Seen items above which a user takes the dense path; None: ``max(64, 2 k)``.
 
     Returns
     -------
@@ -227,6 +232,34 @@ def factor_topk(U, V, k, *, seen=None, exclude=None, n_jobs=None, block_rows=819
     V = np.ascontiguousarray(V, dtype=np.float32)
     ids = np.empty((n_users, k), dtype=np.int64)
     scores = np.empty((n_users, k), dtype=np.float32)
+    max_extra = max(64, 2 * k) if max_extra is None else max_extra
+    if seen is not None and seen.nnz:
+        heavy = np.flatnonzero(np.diff(seen.indptr) > max_extra)
+        if heavy.size:
+            Vt = np.ascontiguousarray(V.T)
+            Uh = U[heavy]
+            ids[heavy], scores[heavy] = chunked_topk(
+                lambda start, stop: Uh[start:stop] @ Vt,
+                heavy.size,
+                n_items,
+                k,
+                seen=seen[heavy],
+                exclude=exclude,
+                n_jobs=n_jobs,
+            )
+            light = np.setdiff1d(np.arange(n_users), heavy, assume_unique=True)
+            if light.size:
+                ids[light], scores[light] = factor_topk(
+                    U[light],
+                    V,
+                    k,
+                    seen=seen[light],
+                    exclude=exclude,
+                    n_jobs=n_jobs,
+                    block_rows=block_rows,
+                    max_extra=max_extra,
+                )
+            return ids, scores
     threads = effective_n_jobs(n_jobs)
     lowest = -np.finfo(np.float32).max  # implicit's mark for filtered items
     for start in range(0, n_users, block_rows):

@@ -76,3 +76,18 @@ def test_factor_topk_pads_when_the_user_has_seen_almost_everything():
     ids, scores = factor_topk(U, V, 3, seen=seen)
     np.testing.assert_array_equal(ids, [[3, -1, -1]])
     assert np.isneginf(scores[0, 1:]).all()
+
+
+def test_factor_topk_sends_heavy_users_through_the_dense_path(problem):
+    """Users with many seen items (beyond max_extra) give the same answer via the dense path."""
+    U, V, _ = problem
+    rng = np.random.default_rng(5)
+    seen = sp.random(97, 3000, density=0.05, random_state=3, format="csr")  # ~150 each
+    seen.data[:] = 1
+    seen[:40] = 0  # some light users too
+    seen.eliminate_zeros()
+    exclude = rng.choice(3000, 7, replace=False)
+    ids, scores = factor_topk(U, V, 10, seen=seen, exclude=exclude, max_extra=50)
+    ref_ids, ref_scores = naive_topk(U @ V.T, 10, seen, exclude)
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-5)
+    np.testing.assert_array_equal(ids, ref_ids)
