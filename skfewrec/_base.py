@@ -34,11 +34,43 @@ def validate_interactions(estimator, X, *, reset, name="X"):
     return sp.csr_matrix(X, dtype=np.float32)
 
 
-def fit_factor_source(factors, X, default):
+class DerivedCachesMixin:
+    """Private caches derived from the public fitted state: dropped when pickled.
+
+    A class lists its caches in ``_derived_caches`` and recomputes them in
+    ``_rebuild()``, which unpickling calls once the fitted state is back (the
+    pickle-free loader calls it too). Pickles and bundles then hold only what
+    cannot be recomputed.
+    """
+
+    _derived_caches = ()
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: never strip the live object
+        for key in self._derived_caches:
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if any(key.endswith("_") and not key.startswith("_") for key in state):
+            self._rebuild()
+
+
+def fit_factor_source(
+    factors,
+    X,
+    default,
+    *,
+    required=("item_factors_", "regularization", "confidence_scale"),
+    expected="an ALSFactors",
+):
     """Fit (or reuse) the factor source of an adapter.
 
     A :class:`~sklearn.frozen.FrozenEstimator` is used as it is (not refitted);
-    None means ``default``; anything else is cloned and fitted on ``X``.
+    None means ``default``; anything else is cloned and fitted on ``X``. The
+    result must have the attributes ``required`` (``expected`` names what
+    provides them in the error) and one factor row per column of ``X``.
     """
     source = default if factors is None else factors
     if isinstance(source, FrozenEstimator):
@@ -46,10 +78,10 @@ def fit_factor_source(factors, X, default):
         est = source.estimator
     else:
         est = clone(source).fit(X)
-    for attr in ("item_factors_", "regularization", "confidence_scale"):
+    for attr in required:
         if not hasattr(est, attr):
             raise TypeError(
-                f"factors must provide {attr!r} (an ALSFactors, or a FrozenEstimator "
+                f"factors must provide {attr!r} ({expected}, or a FrozenEstimator "
                 f"wrapping one); got {type(est).__name__}."
             )
     n_items = est.item_factors_.shape[0]

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ._base import (
+    DerivedCachesMixin,
     FactorRecommenderMixin,
     RecommenderMixin,
     fit_factor_source,
@@ -93,7 +94,9 @@ class MostPopular(_SparseTags, RecommenderMixin, BaseEstimator):
         return score_block
 
 
-class ImplicitFoldIn(_SparseTags, FactorRecommenderMixin, TransformerMixin, BaseEstimator):
+class ImplicitFoldIn(
+    DerivedCachesMixin, _SparseTags, FactorRecommenderMixin, TransformerMixin, BaseEstimator
+):
     """implicit's own fold-in (``recalculate_user``), as a baseline recommender.
 
     The users' vectors come from implicit's C++ Cholesky solve, one user at a
@@ -121,6 +124,8 @@ class ImplicitFoldIn(_SparseTags, FactorRecommenderMixin, TransformerMixin, Base
     >>> rec.recommend(X[:2], k=3)[0].shape
     (2, 3)
     """
+
+    _derived_caches = ("_model",)
 
     _parameter_constraints = {
         "factors": [HasMethods(["fit"]), None],
@@ -157,16 +162,6 @@ class ImplicitFoldIn(_SparseTags, FactorRecommenderMixin, TransformerMixin, Base
         """Recreate the implicit model from the fitted factors."""
         self._model = self.factors_.to_implicit()
         self._model.num_threads = 0 if self.n_jobs is None else effective_n_jobs(self.n_jobs)
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())  # a copy: never strip the live object
-        state.pop("_model", None)
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "factors_" in state:
-            self._rebuild()
 
     def _user_vectors(self, X):
         with blas_limits(1):

@@ -6,7 +6,12 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ._base import FactorRecommenderMixin, fit_factor_source, validate_interactions
+from ._base import (
+    DerivedCachesMixin,
+    FactorRecommenderMixin,
+    fit_factor_source,
+    validate_interactions,
+)
 from ._compat import HasMethods, Interval, StrOptions, _fit_context
 from ._explicit import (
     check_rating_scale,
@@ -48,7 +53,9 @@ def warm_prior(U, *, eps=1e-6):
     return mean, cov
 
 
-class ClosedFormFoldIn(NewItemsMixin, FactorRecommenderMixin, TransformerMixin, BaseEstimator):
+class ClosedFormFoldIn(
+    DerivedCachesMixin, NewItemsMixin, FactorRecommenderMixin, TransformerMixin, BaseEstimator
+):
     """Recommend to new users from a few interactions: the exact closed-form fold-in.
 
     The item factors are pretrained once (``factors``) and kept fixed. A new
@@ -177,6 +184,8 @@ class ClosedFormFoldIn(NewItemsMixin, FactorRecommenderMixin, TransformerMixin, 
     >>> rec.decision_function(R[250:]).shape
     (50, 100)
     """
+
+    _derived_caches = ("_system", "_empty_vector", "_unknown")
 
     _parameter_constraints = {
         "factors": [HasMethods(["fit"]), None],
@@ -307,18 +316,6 @@ class ClosedFormFoldIn(NewItemsMixin, FactorRecommenderMixin, TransformerMixin, 
     def _rating_offsets(self):
         """``mu_r + b_i`` of every item (explicit objective)."""
         return self.global_mean_ + self.item_biases_.astype(np.float64)
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "mean_" in state:
-            self._rebuild()
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())  # a copy: never strip the live object
-        # derived caches are rebuilt on load, keeping pickles and bundles small
-        for key in ("_system", "_empty_vector", "_unknown"):
-            state.pop(key, None)
-        return state
 
     def _validate_users(self, X):
         X = super()._validate_users(X)

@@ -17,10 +17,10 @@ and direct solvers fold users in, and train both sides of the model.
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.frozen import FrozenEstimator
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
+from ._base import DerivedCachesMixin, fit_factor_source, validate_interactions
 from ._compat import Interval, _fit_context, check_is_fitted
 from ._solvers import shared_system, solve_users
 from ._threads import blas_limits
@@ -157,7 +157,7 @@ def check_ratings_in_scale(X, rating_scale, *, name="X"):
         )
 
 
-class ExplicitALSFactors(TransformerMixin, BaseEstimator):
+class ExplicitALSFactors(DerivedCachesMixin, TransformerMixin, BaseEstimator):
     """Biased matrix factorisation of explicit ratings, trained by batched ALS.
 
     Learns ``r_ui ~ mu + b_u + b_i + x_u . y_i`` on the observed ratings only
@@ -218,6 +218,8 @@ class ExplicitALSFactors(TransformerMixin, BaseEstimator):
     ((50, 4), (50,))
     """
 
+    _derived_caches = ("_system",)
+
     _parameter_constraints = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "regularization": [Interval(Real, 0, None, closed="neither")],
@@ -267,7 +269,6 @@ class ExplicitALSFactors(TransformerMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        from ._base import validate_interactions
 
         X = validate_interactions(self, X, reset=True)
         Xt = X.T.tocsr()
@@ -302,16 +303,6 @@ class ExplicitALSFactors(TransformerMixin, BaseEstimator):
         """Recompute the private caches derived from the public fitted state."""
         self._system = explicit_system(with_bias_column(self.item_factors_), self._ridge())
 
-    def __getstate__(self):
-        state = dict(super().__getstate__())  # a copy: never strip the live object
-        state.pop("_system", None)
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "item_factors_" in state:
-            self._rebuild()
-
     def transform(self, X):
         """Fold in users: the factors of their ridge solve, item side fixed.
 
@@ -326,7 +317,6 @@ class ExplicitALSFactors(TransformerMixin, BaseEstimator):
             User factors; zero for users without ratings. The users' biases are
             not returned (see ``ClosedFormFoldIn(objective="explicit")``).
         """
-        from ._base import validate_interactions
 
         check_is_fitted(self)
         X = validate_interactions(self, X, reset=False)
@@ -345,23 +335,12 @@ class ExplicitALSFactors(TransformerMixin, BaseEstimator):
 
 def fit_explicit_source(factors, X):
     """Fit (or reuse, when frozen) the factor source of an explicit-rating adapter."""
-    source = ExplicitALSFactors() if factors is None else factors
-    if isinstance(source, FrozenEstimator):
-        check_is_fitted(source.estimator)
-        est = source.estimator
-    else:
-        est = clone(source).fit(X)
-    for attr in ("item_factors_", "item_biases_", "global_mean_", "regularization"):
-        if not hasattr(est, attr):
-            raise TypeError(
-                f"objective='explicit' needs a factor source with item biases; factors must "
-                f"provide {attr!r} (an ExplicitALSFactors, or a FrozenEstimator wrapping one), "
-                f"got {type(est).__name__}."
-            )
-    n_items = est.item_factors_.shape[0]
-    if n_items != X.shape[1]:
-        raise ValueError(
-            f"The factor source has {n_items} items but X has {X.shape[1]} columns; the "
-            "prefit factors must cover exactly the catalogue of X."
-        )
-    return est
+    return fit_factor_source(
+        factors,
+        X,
+        ExplicitALSFactors(),
+        required=("item_factors_", "item_biases_", "global_mean_", "regularization"),
+        expected=(
+            "objective='explicit' needs a factor source with item biases: an ExplicitALSFactors"
+        ),
+    )

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
+from ._base import DerivedCachesMixin, validate_interactions
 from ._compat import Interval, _fit_context, check_is_fitted
 from ._solvers import shared_system, solve_users
 from ._threads import blas_limits
@@ -84,7 +85,7 @@ def _new_implicit_model(
         )
 
 
-class ALSFactors(TransformerMixin, BaseEstimator):
+class ALSFactors(DerivedCachesMixin, TransformerMixin, BaseEstimator):
     """Item and warm-user factors learned with implicit's CPU alternating least squares.
 
     The pretrainer of every skfewrec adapter: it factorises the warm users'
@@ -150,6 +151,8 @@ class ALSFactors(TransformerMixin, BaseEstimator):
     (3, 8)
     """
 
+    _derived_caches = ("_system",)
+
     _parameter_constraints = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "regularization": [Interval(Real, 0, None, closed="left")],
@@ -198,7 +201,6 @@ class ALSFactors(TransformerMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        from ._base import validate_interactions
 
         X = validate_interactions(self, X, reset=True)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -227,16 +229,6 @@ class ALSFactors(TransformerMixin, BaseEstimator):
         shared, _ = ridge_per_user(np.zeros(1), self.regularization, self.convention_)
         self._system = shared_system(self.item_factors_, shared)
 
-    def __getstate__(self):
-        state = dict(super().__getstate__())  # a copy: never strip the live object
-        state.pop("_system", None)
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "item_factors_" in state:
-            self._rebuild()
-
     def transform(self, X):
         """Fold in users: their exact least-squares vectors, item factors fixed.
 
@@ -250,7 +242,6 @@ class ALSFactors(TransformerMixin, BaseEstimator):
         U : ndarray of shape (n_users, n_components), float32
             User vectors; zero for users without interactions.
         """
-        from ._base import validate_interactions
 
         check_is_fitted(self)
         X = validate_interactions(self, X, reset=False)

@@ -30,7 +30,12 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
-from ._base import FactorRecommenderMixin, fit_factor_source, validate_interactions
+from ._base import (
+    DerivedCachesMixin,
+    FactorRecommenderMixin,
+    fit_factor_source,
+    validate_interactions,
+)
 from ._closed_form import warm_prior
 from ._compat import HasMethods, Interval, StrOptions, _fit_context
 from ._factors import ALSFactors, confidence_coefficients, ridge_per_user
@@ -258,7 +263,7 @@ def _uniform_negatives(rng, n_sets, n_negatives, n_items):
 
 
 # ------------------------------------------------------------------ the estimator
-class GradientFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
+class GradientFoldIn(DerivedCachesMixin, FactorRecommenderMixin, TransformerMixin, BaseEstimator):
     """Recommend to new users by a few gradient steps on a ranking loss.
 
     The item factors are pretrained once (``factors``) and kept fixed. A new
@@ -405,6 +410,8 @@ class GradientFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
     >>> ids.shape
     (50, 5)
     """
+
+    _derived_caches = ("_scale", "_Yp", "_neg_factors", "_system", "_empty_start", "_objective")
 
     _parameter_constraints = {
         "factors": [HasMethods(["fit"]), None],
@@ -578,18 +585,6 @@ class GradientFoldIn(FactorRecommenderMixin, TransformerMixin, BaseEstimator):
             self._objective = _Logistic()
         else:
             self._objective = _BPR()
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())  # a copy: never strip the live object
-        # derived caches are rebuilt on load, keeping pickles and bundles small
-        for key in ("_scale", "_Yp", "_neg_factors", "_system", "_empty_start", "_objective"):
-            state.pop(key, None)
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "step_sizes_" in state:
-            self._rebuild()
 
     # -------------------------------------------------------------- adaptation
     def _closed_form(self, X, system):
