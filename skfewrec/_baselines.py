@@ -4,6 +4,7 @@ Every benchmark runs them in the same process as skfewrec's adapters:
 most-popular, implicit's own ALS fold-in, EASE and item-kNN.
 """
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -318,7 +319,11 @@ class ItemKNN(_SparseTags, RecommenderMixin, BaseEstimator):
         X = validate_interactions(self, X, reset=True)
         threads = 0 if self.n_jobs is None else effective_n_jobs(self.n_jobs)
         model = CosineRecommender(K=self.n_neighbors, num_threads=threads)
-        model.fit(sp.csr_matrix(X), show_progress=False)
+        with warnings.catch_warnings():
+            # implicit's own normalisation hands its kernel a COO matrix and warns
+            # about it; nothing a caller could change
+            warnings.filterwarnings("ignore", message="Method expects CSR input")
+            model.fit(sp.csr_matrix(X), show_progress=False)
         self.similarity_ = sp.csr_matrix(model.similarity, dtype=np.float32)
         return self
 
