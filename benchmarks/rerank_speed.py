@@ -105,7 +105,7 @@ def main(argv=None):
     parser.add_argument("--n-shots", type=int, default=10)
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--n-candidates", type=int, default=100)
-    parser.add_argument("--n-episodes", type=int, default=5)
+    parser.add_argument("--n-episodes", type=int, default=8)
     parser.add_argument("--n-components", type=int, default=32)
     parser.add_argument("--regularization", type=float, default=1.0)
     parser.add_argument("--confidence-scale", type=float, default=2.0)

@@ -646,7 +646,8 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
             U = None if user_values is None else user_values[start:stop]
             with blas_limits(threads):
                 F = self._builder.build(X[start:stop], cand, scores[start:stop], U)
-            pred = self._booster.predict(F[valid.ravel()], num_threads=threads)
+            rows = F if valid.all() else F[valid.ravel()]
+            pred = self._booster.predict(rows, num_threads=threads)
             pred += np.broadcast_to(_base_margin(n_cand) * self._boost_from_adapter, cand.shape)[
                 valid
             ]

@@ -520,11 +520,14 @@ class FeatureBuilder:
         -------
         F : ndarray of shape (n_users * n_candidates, n_features), float32
             Row ``u * n_candidates + j`` describes candidate j of user u; rows of
-            empty slots hold meaningless values and must be dropped.
+            empty slots hold meaningless values and must be dropped. Fortran-ordered
+            (each feature contiguous).
         """
         n, n_cand = candidates.shape
         cand = np.where(candidates >= 0, candidates, 0)
-        F = np.empty((n, n_cand, len(self.feature_names)), dtype=np.float32)
+        # column-major: each feature is written contiguously; LightGBM reads
+        # Fortran-ordered matrices without a copy
+        F = np.empty((len(self.feature_names), n, n_cand), dtype=np.float32)
         sizes = np.diff(S.indptr).astype(np.float32)
         support_count = np.maximum(sizes, 1.0)
         B = _binary(S)
@@ -532,7 +535,7 @@ class FeatureBuilder:
 
         def put(values):
             nonlocal col
-            F[:, :, col] = values
+            F[col] = values
             col += 1
 
         # the adapter's scores, made scale-free: fold adapters (fitted on fewer
@@ -584,7 +587,7 @@ class FeatureBuilder:
             put(_rank_within(plain, valid))
         if self.item_values is not None:
             k = self.item_values.shape[1]
-            F[:, :, col : col + k] = self.item_values[cand]
+            F[col : col + k] = np.moveaxis(self.item_values[cand], 2, 0)
             col += k
             if self.profile is not None:
                 user_profile = (B @ self.profile) / support_count[:, None]
@@ -599,9 +602,9 @@ class FeatureBuilder:
             if user_values is None:
                 raise ValueError("user_values are required: the builder has a user table.")
             k = user_values.shape[1]
-            F[:, :, col : col + k] = user_values[:, None, :]
+            F[col : col + k] = user_values.T[:, :, None]
             col += k
-        return F.reshape(n * n_cand, -1)
+        return F.reshape(len(self.feature_names), n * n_cand).T
 
     def _factor_cosines(self, S, B, cand, support_count):
         """Max and mean cosine between each candidate and the support items."""
