@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 
-from ._base import RecommenderMixin, validate_interactions
+from ._base import DerivedCachesMixin, RecommenderMixin, validate_interactions
 from ._compat import HasMethods, Interval, _fit_context, check_is_fitted
 from ._rerank_features import (
     RECENT_FRACTION,
@@ -115,7 +115,7 @@ def _below(head, tail):
     return np.where(np.isfinite(tail), out, -np.inf).astype(np.float32)
 
 
-class LightGBMReranker(RecommenderMixin, BaseEstimator):
+class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
     """Re-rank a few-shot adapter's top candidates with a LightGBM ranker.
 
     Stage one, the candidate adapter (e.g. :class:`ClosedFormFoldIn`), scores the
@@ -261,6 +261,8 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
     >>> rr.feature_names_[:3].tolist()
     ['adapter_score', 'adapter_rank', 'adapter_score_gap']
     """
+
+    _derived_caches = ("_booster", "_builder", "_user_table")
 
     #: start boosting from the adapter's order (an ablation switch)
     _boost_from_adapter = 1.0
@@ -603,17 +605,6 @@ class LightGBMReranker(RecommenderMixin, BaseEstimator):
         """The fitted LightGBM booster (rebuilt from ``model_text_``)."""
         check_is_fitted(self)
         return self._booster
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())  # a copy: never strip the live object
-        for key in ("_booster", "_builder", "_user_table"):
-            state.pop(key, None)
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "model_text_" in state:
-            self._rebuild()
 
     # ------------------------------------------------------------------ serving
     def _user_values(self, user_features, n_rows):
