@@ -26,13 +26,24 @@ def plot(path, metric="ndcg", out=None):
     path = Path(path)
     result = json.loads(path.read_text())
     k = result.get("k", 20)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, model in result["models"].items():
+    fig, ax = plt.subplots(figsize=(8, 5))
+    # a re-ranker's ":candidates" row repeats its adapter's curve: drawn once
+    models = {n: m for n, m in result["models"].items() if not n.endswith(":candidates")}
+    colors = plt.get_cmap("tab20").colors
+    for i, (name, model) in enumerate(models.items()):
         curve = [row for row in model["curve"] if row.get(metric) is not None]
         shots = [row["n_shots"] for row in curve]
         values = [row[metric] for row in curve]
         style = "--" if name in BASELINES else "-"
-        ax.plot(shots, values, style, marker="o", markersize=4, label=name)
+        ax.plot(
+            shots,
+            values,
+            style,
+            color=colors[i % len(colors)],
+            marker="o",
+            markersize=4,
+            label=name,
+        )
     ax.set_xscale("log")
     shots = result.get("n_shots") or sorted(
         {r["n_shots"] for m in result["models"].values() for r in m["curve"]}
@@ -44,7 +55,7 @@ def plot(path, metric="ndcg", out=None):
     ax.set_ylabel(f"{'NDCG' if metric == 'ndcg' else metric.capitalize()}@{k}")
     ax.set_title(f"Few-shot curve on {result.get('dataset', path.stem)} (new users)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     out = Path(out) if out else path.with_suffix(".png" if metric == "ndcg" else f".{metric}.png")
     fig.savefig(out, dpi=120)
