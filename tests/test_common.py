@@ -205,10 +205,9 @@ def test_bad_input_is_refused_with_a_clear_message(estimator, fitted, small_inte
 
 @pytest.mark.parametrize("estimator", RECOMMENDERS, ids=_ids(RECOMMENDERS))
 def test_pickle_free_round_trip(estimator, fitted, small_interactions, tmp_path):
-    save = getattr(skfewrec, "save", None)
     est = fitted[type(estimator).__name__]
     path = tmp_path / "model.skfewrec"
-    save(est, path)
+    skfewrec.save(est, path)
     loaded = skfewrec.load(path)
     ids, scores = est.recommend(small_interactions[250:], k=10)
     ids2, scores2 = loaded.recommend(small_interactions[250:], k=10)
