@@ -79,7 +79,7 @@ def run(args):
     ratio = t_adapter / t_rerank
     print(f"re-ranker throughput / adapter throughput: {ratio:.3f}")
     path = write_json(
-        f"rerank_speed_{name}.json",
+        f"rerank_speed_{name}" + (f"_jobs{args.n_jobs}" if args.n_jobs else "") + ".json",
         {
             "dataset": name,
             "n_users": n,
