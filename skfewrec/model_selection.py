@@ -290,12 +290,27 @@ def filter_users(X, min_interactions, *, return_indices=False):
     return np.flatnonzero(keep) if return_indices else keep
 
 
-def _check_recommender(estimator):
-    if not callable(getattr(estimator, "recommend", None)):
+def _recommender(estimator):
+    """``recommend(S, k)`` of a fitted recommender, or of a Pipeline ending in one.
+
+    A Pipeline's earlier steps (e.g. confidence weighting) transform the support
+    before its last step ranks; ``filter_seen`` applies to the transformed rows,
+    which keep the support's items.
+    """
+    final = estimator
+    steps = getattr(estimator, "steps", None)
+    if steps:
+        final = steps[-1][1]
+    if not callable(getattr(final, "recommend", None)):
         raise TypeError(
-            f"{type(estimator).__name__} has no recommend method; pass a fitted skfewrec "
-            "recommender (anything with recommend(X, k, filter_seen=True) -> (ids, scores))."
+            f"{type(final).__name__} has no recommend method; pass a fitted skfewrec "
+            "recommender (anything with recommend(X, k, filter_seen=True) -> (ids, scores)), "
+            "or a Pipeline whose last step is one."
         )
+    if final is estimator:
+        return lambda S, k: estimator.recommend(S, k=k, filter_seen=True)
+    transform = estimator[:-1].transform
+    return lambda S, k: final.recommend(transform(S), k=k, filter_seen=True)
 
 
 def _no_users_error(X, min_interactions, n_shots, min_query):
@@ -328,7 +343,7 @@ class _FewShotScorer:
         self.random_state = random_state
 
     def __call__(self, estimator, X, y=None):
-        _check_recommender(estimator)
+        recommend = _recommender(estimator)
         if y is None:
             X = _check_interaction_matrix(X)
             S, Q = _fewshot_split(X, self.n_shots, self.min_query, self.random_state)
@@ -340,7 +355,7 @@ class _FewShotScorer:
                     f"X (the support) has shape {S.shape} but y (the query) has shape "
                     f"{Q.shape}; pass the two parts of one interaction matrix."
                 )
-        ids, _ = estimator.recommend(S, k=self.k, filter_seen=True)
+        ids, _ = recommend(S, self.k)
         return METRICS[self.metric](Q, ids, k=self.k)
 
     def __repr__(self):
@@ -362,7 +377,9 @@ def make_fewshot_scorer(metric="ndcg", *, k=20, n_shots=5, min_query=1, random_s
       interactions are kept and split by :func:`support_query_split`.
 
     The scorer then calls ``estimator.recommend(S, k=k, filter_seen=True)`` and
-    returns the mean metric over users with a query; higher is better.
+    returns the mean metric over users with a query; higher is better. A
+    :class:`~sklearn.pipeline.Pipeline` ending in a recommender works too: its
+    earlier steps transform the support first.
 
     Parameters
     ----------
@@ -477,7 +494,7 @@ def fewshot_curve(
     >>> curve["n_users"].tolist()
     [50, 50]
     """
-    _check_recommender(estimator)
+    recommend = _recommender(estimator)
     shots = (n_shots,) if isinstance(n_shots, Integral) else tuple(n_shots)
     if not shots:
         raise ValueError("n_shots is empty; pass the support sizes to measure, e.g. (1, 3, 5).")
@@ -496,7 +513,7 @@ def fewshot_curve(
         row = dict.fromkeys(names, np.nan)
         if keep.any():
             S, Q = support_query_split(X[keep], n, random_state=random_state)
-            ids, _ = estimator.recommend(S, k=k, filter_seen=True)
+            ids, _ = recommend(S, k)
             row.update(evaluate(Q, ids, k=k, metrics=names))
         row["n_users"] = int(keep.sum())
         rows.append(row)

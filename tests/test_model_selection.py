@@ -490,3 +490,42 @@ def test_scorer_pickles_for_parallel_search():
     X = _popularity_data(n_users=60)
     model = PopularityRecommender().fit(X)
     assert restored(model, X) == scorer(model, X)
+
+
+def test_scorer_scores_a_pipeline_ending_in_a_recommender(small_interactions):
+    """GridSearchCV over a Pipeline (weighting -> recommender) with the few-shot scorer."""
+    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.pipeline import Pipeline
+
+    from skfewrec import ALSFactors, ClosedFormFoldIn
+    from skfewrec.preprocessing import LogConfidence
+
+    pipe = Pipeline(
+        [
+            ("weight", LogConfidence()),
+            ("rec", ClosedFormFoldIn(ALSFactors(n_components=4, max_iter=3, random_state=0))),
+        ]
+    )
+    scorer = make_fewshot_scorer("ndcg", k=10, n_shots=3)
+    search = GridSearchCV(
+        pipe, {"rec__prior": ["none", "gaussian"]}, scoring=scorer, cv=KFold(3)
+    ).fit(small_interactions)
+    assert np.isfinite(search.best_score_) and 0 < search.best_score_ <= 1
+    fitted = search.best_estimator_
+    S, Q = support_query_split(small_interactions[:40], 3, random_state=0)
+    ids, _ = fitted[-1].recommend(fitted[:-1].transform(S), k=10)
+    assert scorer(fitted, S, Q) == pytest.approx(ndcg_at_k(Q, ids, k=10))
+    curve = fewshot_curve(fitted, small_interactions, n_shots=(1, 3), k=10, min_query=1)
+    assert curve["ndcg"].notna().all()
+
+
+def test_scorer_refuses_a_pipeline_without_a_recommender(small_interactions):
+    from sklearn.pipeline import Pipeline
+
+    from skfewrec.preprocessing import LogConfidence
+
+    pipe = Pipeline([("weight", LogConfidence()), ("weight2", LogConfidence())]).fit(
+        small_interactions
+    )
+    with pytest.raises(TypeError, match="Pipeline whose last step"):
+        make_fewshot_scorer("ndcg", k=5, n_shots=1)(pipe, small_interactions)
