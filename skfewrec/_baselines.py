@@ -21,7 +21,7 @@ from ._base import (
 from ._compat import HasMethods, Interval, StrOptions, _fit_context
 from ._factors import ALSFactors
 from ._threads import blas_limits
-from ._topk import effective_n_jobs
+from ._topk import effective_n_jobs, implicit_threads
 
 
 class _SparseTags:
@@ -162,7 +162,7 @@ class ImplicitFoldIn(
     def _rebuild(self):
         """Recreate the implicit model from the fitted factors."""
         self._model = self.factors_.to_implicit()
-        self._model.num_threads = 0 if self.n_jobs is None else effective_n_jobs(self.n_jobs)
+        self._model.num_threads = implicit_threads(self.n_jobs)
 
     def _user_vectors(self, X):
         with blas_limits(1):
@@ -317,7 +317,7 @@ class ItemKNN(_SparseTags, RecommenderMixin, BaseEstimator):
         from implicit.nearest_neighbours import CosineRecommender
 
         X = validate_interactions(self, X, reset=True)
-        threads = 0 if self.n_jobs is None else effective_n_jobs(self.n_jobs)
+        threads = implicit_threads(self.n_jobs)
         model = CosineRecommender(K=self.n_neighbors, num_threads=threads)
         with warnings.catch_warnings():
             # implicit's own normalisation hands its kernel a COO matrix and warns

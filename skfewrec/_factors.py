@@ -12,7 +12,7 @@ from ._base import DerivedCachesMixin, validate_interactions
 from ._compat import Interval, _fit_context, check_is_fitted
 from ._solvers import shared_system, solve_users
 from ._threads import blas_limits
-from ._topk import effective_n_jobs
+from ._topk import effective_n_jobs, implicit_threads
 
 CONVENTIONS = ("implicit", "spark")
 
@@ -201,10 +201,9 @@ class ALSFactors(DerivedCachesMixin, TransformerMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-
         X = validate_interactions(self, X, reset=True)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        num_threads = 0 if self.n_jobs is None else effective_n_jobs(self.n_jobs)
+        num_threads = implicit_threads(self.n_jobs)
         model = _new_implicit_model(
             self.n_components,
             self.regularization,
@@ -276,7 +275,7 @@ class ALSFactors(DerivedCachesMixin, TransformerMixin, BaseEstimator):
             self.max_iter,
             self.use_cg,
             None,
-            0 if self.n_jobs is None else effective_n_jobs(self.n_jobs),
+            implicit_threads(self.n_jobs),
         )
         model.item_factors = self.item_factors_.copy()
         model.user_factors = self.user_factors_.copy()

@@ -33,6 +33,18 @@ def effective_n_jobs(n_jobs):
     return max(1, int(_effective(n_jobs)))
 
 
+def implicit_threads(n_jobs):
+    """implicit's ``num_threads`` for ``n_jobs``: None keeps implicit's default (0, every core).
+
+    Examples
+    --------
+    >>> from skfewrec._topk import implicit_threads
+    >>> implicit_threads(None), implicit_threads(1)
+    (0, 1)
+    """
+    return 0 if n_jobs is None else effective_n_jobs(n_jobs)
+
+
 #: columns per block whose maxima bound the k-th best score (see _select_block)
 _SELECT_BLOCK = 128
 
