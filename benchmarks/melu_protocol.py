@@ -41,8 +41,8 @@ from _common import DEFAULT_DATA, write_json
 from sklearn.frozen import FrozenEstimator
 
 from skfewrec import ClosedFormFoldIn
-from skfewrec._explicit import ExplicitALSFactors
 from skfewrec.datasets import load_movielens
+from skfewrec.factors._explicit import ExplicitALSFactors
 from skfewrec.metrics import ndcg_at_k
 
 PUBLISHED = {"MeLU": 0.5331, "MAMO": 0.5929, "TaNP": 0.5994}

@@ -40,7 +40,7 @@ from _common import print_table, write_json
 from sklearn.frozen import FrozenEstimator
 
 from skfewrec import ALSFactors, ClosedFormFoldIn
-from skfewrec._persistence import dumps
+from skfewrec.persistence import dumps
 
 USER_BASE = 10_000_000
 ITEM_BASE = 1_000_000
@@ -119,8 +119,8 @@ def solver_speed(n_users, n_items, n_components, n_shots, rng, repeat=3):
     """
     from threadpoolctl import threadpool_limits
 
-    from skfewrec._factors import confidence_coefficients, ridge_per_user
-    from skfewrec._solvers import shared_system, solve_users
+    from skfewrec._core.conventions import confidence_coefficients, ridge_per_user
+    from skfewrec._core.solvers import shared_system, solve_users
 
     Y = (rng.standard_normal((n_items, n_components)) * 0.1).astype(np.float32)
     X = random_users(n_users, n_items, n_shots, rng)

@@ -34,7 +34,7 @@ from sklearn.frozen import FrozenEstimator
 from threadpoolctl import threadpool_limits
 
 from skfewrec import ALSFactors, ClosedFormFoldIn
-from skfewrec._topk import DEFAULT_BLOCK_BYTES
+from skfewrec._core.topk import DEFAULT_BLOCK_BYTES
 
 
 def synthetic_users(n_users, n_items, n_shots, rng):

@@ -9,22 +9,22 @@ import importlib
 
 __version__ = "0.1.0"
 
-# public name -> private module; imported on first use, so `import skfewrec` stays
+# public name -> module; imported on first use, so `import skfewrec` stays
 # fast and optional dependencies load only when their feature is used
 _LAZY = {
-    "ALSFactors": "._factors",
-    "ClosedFormFoldIn": "._closed_form",
-    "EASE": "._baselines",
-    "ExplicitALSFactors": "._explicit",
-    "GradientFoldIn": "._gradient",
-    "ImplicitFoldIn": "._baselines",
-    "ItemKNN": "._baselines",
-    "LightGBMReranker": "._rerank",
-    "MostPopular": "._baselines",
-    "dumps": "._persistence",
-    "load": "._persistence",
-    "loads": "._persistence",
-    "save": "._persistence",
+    "ALSFactors": ".factors",
+    "ClosedFormFoldIn": ".adapters",
+    "EASE": ".baselines",
+    "ExplicitALSFactors": ".factors",
+    "GradientFoldIn": ".adapters",
+    "ImplicitFoldIn": ".baselines",
+    "ItemKNN": ".baselines",
+    "LightGBMReranker": ".rerank",
+    "MostPopular": ".baselines",
+    "dumps": ".persistence",
+    "load": ".persistence",
+    "loads": ".persistence",
+    "save": ".persistence",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])

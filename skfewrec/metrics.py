@@ -19,7 +19,7 @@ from numbers import Integral
 
 import numpy as np
 
-from ._validation import check_interactions
+from ._core.validation import check_interactions
 
 __all__ = [
     "METRICS",

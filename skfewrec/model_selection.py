@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 
-from ._validation import check_interactions
+from ._core.validation import check_interactions
 from .metrics import METRICS, _check_metric_names, evaluate
 
 __all__ = [

@@ -24,8 +24,8 @@ from functools import partial
 import numpy as np
 import scipy.sparse as sp
 
-from ._compat import check_is_fitted
-from ._validation import check_k
+from ._core.compat import check_is_fitted
+from ._core.validation import check_k
 
 __all__ = ["factors_from_spark", "interactions_from_spark", "recommend_spark"]
 
@@ -144,7 +144,7 @@ def factors_from_spark(
     'spark'
     """
     _require_pyspark()
-    from ._factors import ALSFactors
+    from .factors._als import ALSFactors
 
     if not (hasattr(model, "itemFactors") and hasattr(model, "rank")):
         raise TypeError(
@@ -435,7 +435,7 @@ def _limit_jobs(estimator, n_jobs):
 def _load_cached(token, payload, n_jobs):
     """The estimator and id value set of a bundle, loaded once per Python process."""
     if token not in _MODEL_CACHE:
-        from ._persistence import loads
+        from .persistence import loads
 
         bundle, ids_bytes = payload.value if hasattr(payload, "value") else payload
         estimator = loads(bundle)
@@ -505,7 +505,7 @@ def _raw_to_columns(raw, item_ids, n_items, name):
     if raw.ndim != 1:
         raise ValueError(f"{name} must be a 1-d array of item ids, got shape {raw.shape}.")
     if item_ids is None:
-        from ._validation import check_item_indices
+        from ._core.validation import check_item_indices
 
         return check_item_indices(raw, n_items, name=name)
     lookup = {v: i for i, v in enumerate(item_ids.tolist())}
@@ -542,7 +542,7 @@ def recommend_spark(
     process would. A task holds its partition's rows in memory (about 40 bytes
     per interaction): choose ``num_partitions`` so partitions stay small. The
     estimator is shipped once, as a pickle-free bundle
-    (:func:`skfewrec._persistence.dumps`) in a Spark broadcast, and loaded once
+    (:func:`skfewrec.persistence.dumps`) in a Spark broadcast, and loaded once
     per Python worker.
 
     Spark is lazy: the checks of the schema, ``item_ids`` and the settings run
@@ -620,7 +620,7 @@ def recommend_spark(
     deny = _raw_to_columns(exclude, ids, n_items, "exclude")
     check_k(k, n_items if allow is None else np.unique(allow).size)
 
-    from ._persistence import dumps
+    from .persistence import dumps
 
     bundle = dumps(estimator)
     ids_bytes = _ids_to_bytes(ids, n_items)

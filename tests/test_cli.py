@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import skfewrec
-from skfewrec.cli import main
+from skfewrec.apps.cli import main
 
 FAST = ["--n-components", "4", "--max-iter", "3", "-q"]
 
@@ -256,10 +256,10 @@ def test_evaluate_prints_the_curve_and_plots_it(tmp_path, capsys):
 
 
 def test_demo_passes_its_arguments(monkeypatch):
-    import skfewrec._demo
+    import skfewrec.apps.demo
 
     calls = []
-    monkeypatch.setattr(skfewrec._demo, "main", lambda argv=None: calls.append(argv) or 0)
+    monkeypatch.setattr(skfewrec.apps.demo, "main", lambda argv=None: calls.append(argv) or 0)
     assert main(["demo", "--data", "somewhere", "-q"]) == 0
     assert calls == [["--data", "somewhere", "--quiet"]]
 

@@ -8,7 +8,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV, KFold
 
 from skfewrec import ALSFactors, ClosedFormFoldIn, ImplicitFoldIn
-from skfewrec._solvers import shared_system, solve_users
+from skfewrec._core.solvers import shared_system, solve_users
 from skfewrec.model_selection import make_fewshot_scorer, support_query_split
 
 

@@ -8,7 +8,7 @@ from sklearn.frozen import FrozenEstimator
 
 import skfewrec
 from skfewrec import ALSFactors, ClosedFormFoldIn
-from skfewrec._explicit import ExplicitALSFactors
+from skfewrec.factors._explicit import ExplicitALSFactors
 
 F = 4
 

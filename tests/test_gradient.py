@@ -7,7 +7,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skfewrec import ALSFactors, ClosedFormFoldIn, GradientFoldIn
-from skfewrec._gradient import _BPR, _WMSE, _Logistic, _Support, _uniform_negatives
+from skfewrec.adapters._gradient import _BPR, _WMSE, _Logistic, _Support, _uniform_negatives
 from skfewrec.datasets import make_interactions
 
 F = 8

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 
-from skfewrec._validation import check_interactions, check_k
+from skfewrec._core.validation import check_interactions, check_k
 from skfewrec.metrics import evaluate, ndcg_at_k, recall_at_k
 from skfewrec.model_selection import (
     fewshot_curve,

@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 
 import skfewrec
 from skfewrec import ALSFactors, ClosedFormFoldIn
-from skfewrec._persistence import (
+from skfewrec.persistence import (
     ARRAYS,
     MANIFEST,
     META,
@@ -285,7 +285,7 @@ def test_unknown_versions_are_refused(bundle_dir, field, value, message):
         ("os.system", "not on the allow-list"),
         ("builtins.eval", "not on the allow-list"),
         ("sklearn.linear_model.LogisticRegression", "not on the allow-list"),
-        ("skfewrec._persistence.BundleError", "does not have"),
+        ("skfewrec.persistence.BundleError", "does not have"),
         ("skfewrec.nowhere.Model", "does not have"),
     ],
 )

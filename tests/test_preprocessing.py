@@ -12,12 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skfewrec.preprocessing import (
-    BM25Weighting,
-    InteractionEncoder,
-    LogConfidence,
-    TFIDFWeighting,
-)
+from skfewrec.preprocessing import BM25Weighting, InteractionEncoder, LogConfidence, TFIDFWeighting
 
 
 @pytest.fixture

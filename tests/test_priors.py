@@ -8,7 +8,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 import skfewrec
 from skfewrec import ALSFactors, ClosedFormFoldIn
-from skfewrec._closed_form import warm_prior
+from skfewrec.adapters._priors import warm_prior
 
 F = 6
 

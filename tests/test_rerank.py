@@ -11,12 +11,12 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import Pipeline
 
-import skfewrec._rerank as rerank_module
+import skfewrec.rerank._reranker as rerank_module
 from skfewrec import ALSFactors, ClosedFormFoldIn, LightGBMReranker
-from skfewrec._rerank import sample_episodes
-from skfewrec._rerank_features import pruned_cooccurrence, warm_statistics
 from skfewrec.datasets import make_interactions
 from skfewrec.model_selection import make_fewshot_scorer, support_query_split
+from skfewrec.rerank._features import pruned_cooccurrence, warm_statistics
+from skfewrec.rerank._reranker import sample_episodes
 
 
 def _adapter(n_components=8, **kwargs):

@@ -20,7 +20,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from skfewrec.serve import ItemMap, create_app, serve_in_thread  # noqa: E402
+from skfewrec.apps.serve import ItemMap, create_app, serve_in_thread  # noqa: E402
 
 pytestmark = pytest.mark.server
 LIMITS = {"max_k": 30, "max_shots": 50, "max_batch": 8, "max_body_bytes": 4096}
@@ -104,7 +104,7 @@ def test_unknown_ids_follow_the_bundle_policy(client, model):
     assert body["items"] == _expected(model, ["m3"], k=4)[0]
     strict = ItemMap(model.n_features_in_, model.encoder_.set_params(handle_unknown="error"))
     try:
-        from skfewrec.serve import RequestError
+        from skfewrec.apps.serve import RequestError
 
         with pytest.raises(RequestError, match=r"2 item id\(s\) not in the model's catalogue"):
             strict.index(["m3", "zz", 17], name="items")

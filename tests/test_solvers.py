@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from skfewrec._factors import confidence_coefficients, ridge_per_user
-from skfewrec._solvers import shared_system, solve_users
+from skfewrec._core.conventions import confidence_coefficients, ridge_per_user
+from skfewrec._core.solvers import shared_system, solve_users
 
 
 def _naive(Y, X, regularization, scale, convention, precision=None, mean=None):

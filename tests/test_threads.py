@@ -15,16 +15,16 @@ from sklearn.base import clone
 from test_common import ESTIMATORS
 from threadpoolctl import threadpool_limits
 
-from skfewrec._threads import blas_limits, blas_threads
+from skfewrec._core.threads import blas_limits, blas_threads
 
 #: (module, function) pairs where BLAS work happens, wrapped by the spy when present
 SPIED = [
-    ("skfewrec._closed_form", "solve_users"),
-    ("skfewrec._factors", "solve_users"),
-    ("skfewrec._gradient", "solve_users"),
-    ("skfewrec._explicit", "solve_users"),
-    ("skfewrec._items", "solve_users"),
-    ("skfewrec._topk", "_select_block"),
+    ("skfewrec.adapters._closed_form", "solve_users"),
+    ("skfewrec.factors._als", "solve_users"),
+    ("skfewrec.adapters._gradient", "solve_users"),
+    ("skfewrec.factors._explicit", "solve_users"),
+    ("skfewrec.adapters._items", "solve_users"),
+    ("skfewrec._core.topk", "_select_block"),
     ("implicit.cpu.topk", "topk"),
 ]
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from skfewrec._topk import _select_block, chunked_topk, factor_topk
+from skfewrec._core.topk import _select_block, chunked_topk, factor_topk
 
 
 def naive_topk(S, k, seen=None, exclude=None):

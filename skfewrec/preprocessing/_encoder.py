@@ -8,7 +8,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .._compat import StrOptions, _fit_context, check_is_fitted
+from .._core.compat import StrOptions, _fit_context, check_is_fitted
 
 _N_SHOWN = 5
 

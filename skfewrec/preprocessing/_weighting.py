@@ -6,8 +6,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .._compat import Interval, _fit_context, check_is_fitted, validate_data
-from .._validation import check_interactions
+from .._core.compat import Interval, _fit_context, check_is_fitted, validate_data
+from .._core.validation import check_interactions
 
 
 def _with_data(X, data):

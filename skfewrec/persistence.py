@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
-from ._threads import blas_limits
+from ._core.threads import blas_limits
 
 FORMAT_NAME = "skfewrec-bundle"
 #: the bundle format this module writes; it reads this one and older ones
@@ -53,7 +53,30 @@ _EXTERNAL_CLASSES = {
     "sklearn.pipeline.Pipeline": ("sklearn.pipeline", "Pipeline"),
     "sklearn.frozen.FrozenEstimator": ("sklearn.frozen", "FrozenEstimator"),
 }
-_SKFEWREC_PATH = re.compile(r"^skfewrec(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+#: the modules whose public names a bundle may use for skfewrec classes
+_PUBLIC_MODULES = ("skfewrec", "skfewrec.preprocessing")
+#: class paths written by earlier versions (private module paths) -> public path
+_ALIASES = {
+    **{
+        f"skfewrec.{module}.{name}": f"skfewrec.{name}"
+        for module, names in {
+            "_factors": ["ALSFactors"],
+            "_explicit": ["ExplicitALSFactors"],
+            "_closed_form": ["ClosedFormFoldIn"],
+            "_gradient": ["GradientFoldIn"],
+            "_rerank": ["LightGBMReranker"],
+            "_baselines": ["EASE", "ImplicitFoldIn", "ItemKNN", "MostPopular"],
+        }.items()
+        for name in names
+    },
+    "skfewrec.preprocessing._encoder.InteractionEncoder": (
+        "skfewrec.preprocessing.InteractionEncoder"
+    ),
+    **{
+        f"skfewrec.preprocessing._weighting.{name}": f"skfewrec.preprocessing.{name}"
+        for name in ("BM25Weighting", "LogConfidence", "TFIDFWeighting")
+    },
+}
 #: member names a manifest may list, and the largest manifest read
 _MEMBER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
 _MAX_MANIFEST = 16 * 2**20
@@ -71,7 +94,7 @@ class BundleError(ValueError):
 
     Examples
     --------
-    >>> from skfewrec._persistence import BundleError, loads
+    >>> from skfewrec.persistence import BundleError, loads
     >>> try:
     ...     loads(b"junk")
     ... except BundleError as exc:
@@ -96,9 +119,9 @@ def _public_class_path(cls):
     for path, (module, name) in _EXTERNAL_CLASSES.items():
         if getattr(importlib.import_module(module), name) is cls:
             return path
-    path = f"{cls.__module__}.{cls.__qualname__}"
-    if _SKFEWREC_PATH.match(path):
-        return path
+    for module in _PUBLIC_MODULES:
+        if getattr(importlib.import_module(module), cls.__name__, None) is cls:
+            return f"{module}.{cls.__name__}"
     return None
 
 
@@ -381,7 +404,7 @@ def dumps(estimator, *, encoder=None):
     --------
     >>> import numpy as np
     >>> from skfewrec import ALSFactors
-    >>> from skfewrec._persistence import dumps, loads
+    >>> from skfewrec.persistence import dumps, loads
     >>> als = ALSFactors.from_arrays(np.eye(4, 2), regularization=0.1)
     >>> loads(dumps(als)).item_factors_.shape
     (4, 2)
@@ -636,14 +659,13 @@ def _allowed_class(path, label):
     if path in _EXTERNAL_CLASSES:
         module, name = _EXTERNAL_CLASSES[path]
         return getattr(importlib.import_module(module), name)
-    if _SKFEWREC_PATH.match(path):
-        module, _, name = path.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module), name, None)
-        except ImportError:
-            cls = None
-        if isinstance(cls, type) and issubclass(cls, BaseEstimator) and cls.__module__ == module:
+    path = _ALIASES.get(path, path)
+    module, _, name = path.rpartition(".")
+    if module in _PUBLIC_MODULES:
+        cls = getattr(importlib.import_module(module), name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseEstimator):
             return cls
+    if path.startswith("skfewrec."):
         raise BundleError(
             f"{label} holds a {path}, which this skfewrec ({_library_version()}) does not "
             "have; load it with the skfewrec version that saved it."
@@ -789,7 +811,7 @@ class _Decoder:
 
 
 def _blas_threads(est):
-    from ._topk import effective_n_jobs
+    from ._core.threads import effective_n_jobs
 
     n_jobs = getattr(est, "n_jobs", None)
     try:
@@ -879,11 +901,11 @@ def loads(data):
 
     Examples
     --------
-    >>> from skfewrec._persistence import loads
+    >>> from skfewrec.persistence import loads
     >>> loads(b"not a bundle")
     Traceback (most recent call last):
     ...
-    skfewrec._persistence.BundleError: The bundle bytes is not a readable skfewrec bundle: ...
+    skfewrec.persistence.BundleError: The bundle bytes is not a readable skfewrec bundle: ...
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"data must be bytes from dumps(), got {type(data).__name__}.")
@@ -907,10 +929,10 @@ def read_metadata(path):
     --------
     >>> import numpy as np
     >>> from skfewrec import ALSFactors
-    >>> from skfewrec._persistence import dumps, read_metadata
+    >>> from skfewrec.persistence import dumps, read_metadata
     >>> meta = read_metadata(dumps(ALSFactors.from_arrays(np.eye(3, 2))))
     >>> meta["format_version"], meta["estimator"]["class"]
-    (1, 'skfewrec._factors.ALSFactors')
+    (1, 'skfewrec.ALSFactors')
     """
     label = "The bundle bytes" if isinstance(path, bytes) else f"Bundle {os.fspath(path)!r}"
     reader = _Reader(path, label)

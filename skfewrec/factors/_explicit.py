@@ -8,7 +8,7 @@ over the items the user rated::
     (Z_S^T Z_S + M) w = Z_S^T (r_S - mu - b_S) + M w0
 
 (``M``: the ridge, plus a prior's precision; ``w0 = M^-1 m``, the prior's
-answer). This is the closed-form system of :mod:`skfewrec._solvers` with every
+answer). This is the closed-form system of :mod:`skfewrec._core.solvers` with every
 shot's extra confidence ``d = 1`` and target ``t = r - mu - b_i``, and without
 the implicit term ``Y^T Y`` in the shared matrix, so the same batched Woodbury
 and direct solvers fold users in, and train both sides of the model.
@@ -20,11 +20,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
-from ._base import DerivedCachesMixin, fit_factor_source, validate_interactions
-from ._compat import Interval, _fit_context, check_is_fitted
-from ._solvers import shared_system, solve_users
-from ._threads import blas_limits
-from ._topk import effective_n_jobs
+from .._core.compat import Interval, _fit_context, check_is_fitted
+from .._core.solvers import shared_system, solve_users
+from .._core.threads import blas_limits, effective_n_jobs
+from ..base import DerivedCachesMixin, fit_factor_source, validate_interactions
 
 
 def explicit_system(features, ridge, prior_precision=None, prior_mean=None):
@@ -44,13 +43,13 @@ def explicit_system(features, ridge, prior_precision=None, prior_mean=None):
     Returns
     -------
     system : dict
-        The keys :func:`skfewrec._solvers.solve_users` reads: ``M``, ``x0``,
+        The keys :func:`skfewrec._core.solvers.solve_users` reads: ``M``, ``x0``,
         ``Yp``, ``Zp``, ``Yx0``.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from skfewrec._explicit import explicit_system
+    >>> from skfewrec.factors._explicit import explicit_system
     >>> system = explicit_system(np.ones((3, 2)), 0.5)
     >>> system["M"]
     array([[0.5, 0. ],
@@ -94,7 +93,7 @@ def solve_explicit(X, offsets, system, *, solver="auto", n_jobs=None):
     system : dict
         From :func:`explicit_system` on the columns' features.
     solver : {"auto", "woodbury", "direct"}, default="auto"
-        As in :func:`skfewrec._solvers.solve_users`.
+        As in :func:`skfewrec._core.solvers.solve_users`.
 
     Returns
     -------
@@ -111,7 +110,7 @@ def check_rating_scale(rating_scale):
 
     Examples
     --------
-    >>> from skfewrec._explicit import check_rating_scale
+    >>> from skfewrec.factors._explicit import check_rating_scale
     >>> check_rating_scale((1, 5))
     (1.0, 5.0)
     """
@@ -138,7 +137,7 @@ def check_ratings_in_scale(X, rating_scale, *, name="X"):
     --------
     >>> import numpy as np
     >>> import scipy.sparse as sp
-    >>> from skfewrec._explicit import check_ratings_in_scale
+    >>> from skfewrec.factors._explicit import check_ratings_in_scale
     >>> check_ratings_in_scale(sp.csr_matrix(np.array([[6.0, 0]])), (1, 5))
     Traceback (most recent call last):
     ...
@@ -210,7 +209,7 @@ class ExplicitALSFactors(DerivedCachesMixin, TransformerMixin, BaseEstimator):
 
     Examples
     --------
-    >>> from skfewrec._explicit import ExplicitALSFactors
+    >>> from skfewrec.factors._explicit import ExplicitALSFactors
     >>> from skfewrec.datasets import make_interactions
     >>> X = make_interactions(n_users=100, n_items=50, random_state=0).X
     >>> als = ExplicitALSFactors(n_components=4, random_state=0).fit(X)

@@ -59,7 +59,7 @@ class RequestError(ValueError):
 
     Examples
     --------
-    >>> from skfewrec.serve import RequestError
+    >>> from skfewrec.apps.serve import RequestError
     >>> RequestError("k must be an integer >= 1", status=422).status
     422
     """
@@ -90,7 +90,7 @@ class ItemMap:
     --------
     >>> import pandas as pd
     >>> from skfewrec.preprocessing import InteractionEncoder
-    >>> from skfewrec.serve import ItemMap
+    >>> from skfewrec.apps.serve import ItemMap
     >>> enc = InteractionEncoder().fit(pd.DataFrame({"user": [1, 1], "item": [30, 10]}))
     >>> m = ItemMap(2, enc)
     >>> m.index([30, "10"], name="items")
@@ -167,7 +167,7 @@ class Scorer:
     --------
     >>> import numpy as np
     >>> from skfewrec import ALSFactors, ClosedFormFoldIn
-    >>> from skfewrec.serve import Scorer
+    >>> from skfewrec.apps.serve import Scorer
     >>> factors = ALSFactors.from_arrays(np.array([[1.0, 0], [0.9, 0.1], [0, 1.0]]))
     >>> rec = ClosedFormFoldIn(factors).fit(np.eye(3))
     >>> scorer = Scorer(rec, max_k=10, max_shots=10)
@@ -361,7 +361,7 @@ def _describe(estimator, bundle_path, limits, items):
 
     params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
     item_factors = getattr(estimator, "item_factors_", None)
-    from . import __version__
+    from .. import __version__
 
     return {
         "class": type(estimator).__name__,
@@ -401,7 +401,7 @@ def create_app(model, **limits):
     >>> import json, urllib.request
     >>> from skfewrec import ALSFactors, ClosedFormFoldIn
     >>> from skfewrec.datasets import make_interactions
-    >>> from skfewrec.serve import create_app, serve_in_thread
+    >>> from skfewrec.apps.serve import create_app, serve_in_thread
     >>> X = make_interactions(n_users=200, n_items=50, random_state=0).X
     >>> rec = ClosedFormFoldIn(ALSFactors(n_components=4, random_state=0)).fit(X)
     >>> server, url = serve_in_thread(create_app(rec, max_k=20))
@@ -433,7 +433,7 @@ def create_app(model, **limits):
 
     bundle_path = None
     if isinstance(model, str | os.PathLike):
-        from ._persistence import load
+        from ..persistence import load
 
         bundle_path = model
         model = load(model)
@@ -566,11 +566,13 @@ def app_from_environment():
     --------
     A worker process runs, in effect::
 
-        SKFEWREC_SERVE_BUNDLE=model.zip uvicorn --factory skfewrec.serve:app_from_environment
+        SKFEWREC_SERVE_BUNDLE=model.zip uvicorn --factory skfewrec.apps.serve:app_from_environment
     """
     path = os.environ.get(_ENV_BUNDLE)
     if not path:
-        raise RuntimeError(f"{_ENV_BUNDLE} is not set: start workers through skfewrec.serve.run.")
+        raise RuntimeError(
+            f"{_ENV_BUNDLE} is not set: start workers through skfewrec.apps.serve.run."
+        )
     app = create_app(path, **json.loads(os.environ.get(_ENV_LIMITS, "{}")))
     _freeze_heap()
     return app
@@ -614,7 +616,7 @@ def run(
     --------
     Serve a bundle on port 8000 with two worker processes (blocks until Ctrl-C)::
 
-        from skfewrec.serve import run
+        from skfewrec.apps.serve import run
 
         run("model.zip", port=8000, workers=2, max_k=50)
     """
@@ -627,7 +629,7 @@ def run(
         os.environ[_ENV_BUNDLE] = os.fspath(model)
         os.environ[_ENV_LIMITS] = json.dumps(limits)
         uvicorn.run(
-            "skfewrec.serve:app_from_environment",
+            "skfewrec.apps.serve:app_from_environment",
             factory=True,
             host=host,
             port=port,
@@ -676,7 +678,7 @@ def serve_in_thread(app, *, host="127.0.0.1", port=0):
     >>> import json, urllib.request
     >>> from skfewrec import ALSFactors, ClosedFormFoldIn
     >>> from skfewrec.datasets import make_interactions
-    >>> from skfewrec.serve import create_app, serve_in_thread
+    >>> from skfewrec.apps.serve import create_app, serve_in_thread
     >>> X = make_interactions(n_users=200, n_items=50, random_state=0).X
     >>> rec = ClosedFormFoldIn(ALSFactors(n_components=4, random_state=0)).fit(X)
     >>> server, url = serve_in_thread(create_app(rec))

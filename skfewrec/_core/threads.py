@@ -45,42 +45,13 @@ def blas_limits(n_threads):
     Examples
     --------
     >>> import numpy as np
-    >>> from skfewrec._threads import blas_limits
+    >>> from skfewrec._core.threads import blas_limits
     >>> with blas_limits(1):
     ...     product = np.ones((64, 64)) @ np.ones((64, 64))
     >>> float(product[0, 0])
     64.0
     """
     return _controller().limit(limits=n_threads, user_api="blas")
-
-
-def threadpool_limits(limits=None, user_api=None):
-    """Drop-in for ``threadpoolctl.threadpool_limits`` with the discovery cached.
-
-    Replacing ``from threadpoolctl import threadpool_limits`` by
-    ``from ._threads import threadpool_limits`` makes every limit cost microseconds.
-
-    Parameters
-    ----------
-    limits : int, dict or None
-        As in threadpoolctl: threads for every library (int), per API or library
-        (dict), or None to leave them unchanged.
-    user_api : {"blas", "openmp"} or None
-        The libraries to limit; None: all.
-
-    Returns
-    -------
-    limiter : context manager
-        Restores the previous limits on exit.
-
-    Examples
-    --------
-    >>> from skfewrec._threads import blas_threads, threadpool_limits
-    >>> with threadpool_limits(1, user_api="blas"):
-    ...     blas_threads()
-    1
-    """
-    return _controller().limit(limits=limits, user_api=user_api)
 
 
 def blas_threads():
@@ -93,10 +64,36 @@ def blas_threads():
 
     Examples
     --------
-    >>> from skfewrec._threads import blas_limits, blas_threads
+    >>> from skfewrec._core.threads import blas_limits, blas_threads
     >>> with blas_limits(1):
     ...     blas_threads()
     1
     """
     infos = [lib for lib in ThreadpoolController().info() if lib["user_api"] == "blas"]
     return max((lib["num_threads"] for lib in infos), default=1)
+
+
+def effective_n_jobs(n_jobs):
+    """The number of workers ``n_jobs`` stands for (None: 1, negative: from the end).
+
+    Examples
+    --------
+    >>> from skfewrec._core.threads import effective_n_jobs
+    >>> effective_n_jobs(None)
+    1
+    """
+    from joblib import effective_n_jobs as _effective
+
+    return max(1, int(_effective(n_jobs)))
+
+
+def implicit_threads(n_jobs):
+    """implicit's ``num_threads`` for ``n_jobs``: None keeps implicit's default (0, every core).
+
+    Examples
+    --------
+    >>> from skfewrec._core.threads import implicit_threads
+    >>> implicit_threads(None), implicit_threads(1)
+    (0, 1)
+    """
+    return 0 if n_jobs is None else effective_n_jobs(n_jobs)

@@ -30,18 +30,18 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
-from ._base import (
+from .._core.compat import HasMethods, Interval, StrOptions, _fit_context
+from .._core.conventions import confidence_coefficients, ridge_per_user
+from .._core.solvers import _gather_padded, _padded_batches, shared_system, solve_users
+from .._core.threads import blas_limits, effective_n_jobs
+from ..base import (
     DerivedCachesMixin,
     FactorRecommenderMixin,
     fit_factor_source,
     validate_interactions,
 )
-from ._closed_form import warm_prior
-from ._compat import HasMethods, Interval, StrOptions, _fit_context
-from ._factors import ALSFactors, confidence_coefficients, ridge_per_user
-from ._solvers import _gather_padded, _padded_batches, shared_system, solve_users
-from ._threads import blas_limits
-from ._topk import effective_n_jobs
+from ..factors._als import ALSFactors
+from ._priors import warm_prior
 
 LOSSES = ("bpr", "logistic", "wmse")
 INITS = ("zero", "mean", "closed_form", "meta")

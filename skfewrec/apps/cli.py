@@ -124,7 +124,7 @@ def _match_id_type(series, ids):
 
 # ------------------------------------------------------------------ models
 def _factors(args):
-    from . import ALSFactors
+    from .. import ALSFactors
 
     return ALSFactors(
         n_components=args.n_components,
@@ -138,7 +138,7 @@ def _factors(args):
 
 
 def _build_model(kind, factors, args):
-    from . import EASE, ClosedFormFoldIn, ImplicitFoldIn, ItemKNN, MostPopular
+    from .. import EASE, ClosedFormFoldIn, ImplicitFoldIn, ItemKNN, MostPopular
 
     prior = getattr(args, "prior", "gaussian")
     strength = args.prior_strength
@@ -151,7 +151,7 @@ def _build_model(kind, factors, args):
             factors=factors, prior=kind.split("-")[-1], prior_strength=strength, n_jobs=args.n_jobs
         )
     if kind == "gradient":
-        from . import GradientFoldIn
+        from .. import GradientFoldIn
 
         return GradientFoldIn(
             factors=factors,
@@ -162,7 +162,7 @@ def _build_model(kind, factors, args):
             show_progress=not args.quiet,
         )
     if kind == "rerank":
-        from . import LightGBMReranker
+        from .. import LightGBMReranker
 
         candidates = ClosedFormFoldIn(
             factors=factors, prior=prior, prior_strength=strength, n_jobs=args.n_jobs
@@ -184,8 +184,8 @@ def _build_model(kind, factors, args):
 # ------------------------------------------------------------------ commands
 def cmd_fit(args):
     """Fit a model on an interaction log and save it, with its id maps, as a bundle."""
-    from ._persistence import save
-    from .preprocessing import InteractionEncoder
+    from ..persistence import save
+    from ..preprocessing import InteractionEncoder
 
     t0 = time.perf_counter()
     df = _read_log(
@@ -225,7 +225,7 @@ def cmd_recommend(args):
     import numpy as np
     import pandas as pd
 
-    from ._persistence import load
+    from ..persistence import load
 
     model = load(args.bundle)
     encoder = getattr(model, "encoder_", None)
@@ -322,8 +322,8 @@ def _write_chunk(out, fmt, users, ids, scores, encoder, np):
 
 
 def _evaluation_data(args):
-    from .datasets import load_movielens, make_interactions
-    from .preprocessing import InteractionEncoder
+    from ..datasets import load_movielens, make_interactions
+    from ..preprocessing import InteractionEncoder
 
     spec = args.data
     if spec.startswith("synthetic"):
@@ -361,7 +361,7 @@ def cmd_evaluate(args):
     import pandas as pd
     from sklearn.frozen import FrozenEstimator
 
-    from .model_selection import fewshot_curve, train_test_split_users
+    from ..model_selection import fewshot_curve, train_test_split_users
 
     name, X = _evaluation_data(args)
     warm, new = train_test_split_users(X, test_size=args.test_size, random_state=args.random_state)
@@ -429,8 +429,8 @@ def _plot_curves(table, args, name):
 
 
 def cmd_demo(args, extra):
-    """Run the demo (``skfewrec._demo.main``)."""
-    from ._demo import main as demo_main
+    """Run the demo (``skfewrec.apps.demo.main``)."""
+    from .demo import main as demo_main
 
     argv = list(extra)
     if args.quiet and "--quiet" not in argv:
@@ -440,7 +440,7 @@ def cmd_demo(args, extra):
 
 def cmd_serve(args):
     """Serve a bundle over HTTP."""
-    from ._persistence import read_metadata
+    from ..persistence import read_metadata
     from .serve import run
 
     try:
@@ -564,7 +564,7 @@ def build_parser():
 
     Examples
     --------
-    >>> from skfewrec.cli import build_parser
+    >>> from skfewrec.apps.cli import build_parser
     >>> build_parser().parse_args(["recommend", "skfewrec", "skfewrec", "-k", "5"]).k
     5
     """
@@ -573,7 +573,7 @@ def build_parser():
     common.add_argument(
         "--traceback", action="store_true", help="show the full traceback on errors"
     )
-    from . import __version__
+    from .. import __version__
 
     parser = _Parser(
         prog="skfewrec",
@@ -749,7 +749,7 @@ def main(argv=None):
 
     Examples
     --------
-    >>> from skfewrec.cli import main
+    >>> from skfewrec.apps.cli import main
     >>> main(["recommend", "no-such-bundle.zip", "new_users.csv"])
     2
     """
@@ -780,7 +780,7 @@ def main(argv=None):
     except Exception as exc:
         if args.traceback:
             raise
-        from ._persistence import BundleError
+        from ..persistence import BundleError
 
         code = 2 if isinstance(exc, UsageError) else 1
         expected = (UsageError, BundleError, ValueError, TypeError, OSError, ImportError)

@@ -8,62 +8,11 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
-from ._base import DerivedCachesMixin, validate_interactions
-from ._compat import Interval, _fit_context, check_is_fitted
-from ._solvers import shared_system, solve_users
-from ._threads import blas_limits
-from ._topk import effective_n_jobs, implicit_threads
-
-CONVENTIONS = ("implicit", "spark")
-
-
-def confidence_coefficients(data, confidence_scale, convention="implicit"):
-    """Per-shot ``(d, t)`` of the fold-in system for a confidence convention.
-
-    Every unobserved item has confidence 1 and preference 0. An observed value
-    ``r`` has confidence ``c`` and preference ``p``; the user's system gains
-    ``d = c - 1`` on its diagonal term and ``t = c p`` on its right-hand side.
-
-    - ``"implicit"`` (implicit's ALS): ``c = scale * r``, ``p = 1``.
-    - ``"spark"`` (Spark MLlib's implicit ALS): ``c = 1 + scale * |r|``,
-      ``p = 1 if r > 0 else 0``; the ridge is also scaled by the user's number of
-      interactions (see :func:`ridge_per_user`).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skfewrec._factors import confidence_coefficients
-    >>> confidence_coefficients(np.array([1.0, 2.0]), 3.0)
-    (array([2., 5.]), array([3., 6.]))
-    >>> confidence_coefficients(np.array([1.0, 2.0]), 3.0, "spark")
-    (array([3., 6.]), array([4., 7.]))
-    """
-    r = np.asarray(data, dtype=np.float64)
-    if convention == "implicit":
-        c = confidence_scale * r
-        return c - 1.0, c
-    if convention == "spark":
-        d = confidence_scale * np.abs(r)
-        return d, (1.0 + d) * (r > 0)
-    raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}.")
-
-
-def ridge_per_user(indptr, regularization, convention="implicit"):
-    """The shared ridge and the per-user extra ridge of a convention.
-
-    implicit uses ``lambda`` for every user; Spark uses ``lambda * n_u`` with
-    ``n_u`` the user's number of interactions.
-
-    Returns
-    -------
-    shared : float
-        The ridge in the shared matrix.
-    extra : ndarray of shape (n_users,) or None
-        A per-user addition (None when there is none).
-    """
-    if convention == "spark":
-        return 0.0, regularization * np.diff(indptr).astype(np.float64)
-    return regularization, None
+from .._core.compat import Interval, _fit_context, check_is_fitted
+from .._core.conventions import CONVENTIONS, confidence_coefficients, ridge_per_user
+from .._core.solvers import shared_system, solve_users
+from .._core.threads import blas_limits, effective_n_jobs, implicit_threads
+from ..base import DerivedCachesMixin, validate_interactions
 
 
 def _new_implicit_model(

@@ -11,17 +11,16 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ._base import (
+from ._core.compat import HasMethods, Interval, StrOptions, _fit_context
+from ._core.threads import blas_limits, effective_n_jobs, implicit_threads
+from .base import (
     DerivedCachesMixin,
     FactorRecommenderMixin,
     RecommenderMixin,
     fit_factor_source,
     validate_interactions,
 )
-from ._compat import HasMethods, Interval, StrOptions, _fit_context
-from ._factors import ALSFactors
-from ._threads import blas_limits
-from ._topk import effective_n_jobs, implicit_threads
+from .factors._als import ALSFactors
 
 
 class _SparseTags:

@@ -10,9 +10,12 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 
-from ._base import DerivedCachesMixin, RecommenderMixin, validate_interactions
-from ._compat import HasMethods, Interval, _fit_context, check_is_fitted
-from ._rerank_features import (
+from .._core.compat import HasMethods, Interval, _fit_context, check_is_fitted
+from .._core.threads import blas_limits, effective_n_jobs
+from .._core.topk import chunked_topk, restrict_items
+from .._core.validation import check_k
+from ..base import DerivedCachesMixin, RecommenderMixin, validate_interactions
+from ._features import (
     RECENT_FRACTION,
     FeatureBuilder,
     UserTable,
@@ -20,9 +23,6 @@ from ._rerank_features import (
     encode_item_table,
     warm_statistics,
 )
-from ._threads import blas_limits
-from ._topk import chunked_topk, effective_n_jobs, restrict_items
-from ._validation import check_k
 
 #: users whose features are built and scored at once while re-ranking
 _USERS_PER_BLOCK = 2048
@@ -31,7 +31,7 @@ _EVAL_AT = 20
 
 
 def _default_candidates():
-    from ._closed_form import ClosedFormFoldIn
+    from ..adapters._closed_form import ClosedFormFoldIn
 
     return ClosedFormFoldIn()
 
@@ -63,7 +63,7 @@ def sample_episodes(X, low, high, n_episodes, rng):
     --------
     >>> import numpy as np
     >>> import scipy.sparse as sp
-    >>> from skfewrec._rerank import sample_episodes
+    >>> from skfewrec.rerank._reranker import sample_episodes
     >>> X = sp.csr_matrix(np.array([[1.0, 1, 1, 0], [1, 0, 0, 0]]))
     >>> S, Q, owner = sample_episodes(X, 1, 5, 2, np.random.RandomState(0))
     >>> owner.tolist(), S.getnnz(axis=1).tolist(), Q.getnnz(axis=1).tolist()
@@ -343,7 +343,7 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
     def _times(self, timestamps, X):
         if timestamps is None:
             return None
-        from .model_selection import _times_of_nonzeros
+        from ..model_selection import _times_of_nonzeros
 
         times = np.asarray(_times_of_nonzeros(timestamps, X), dtype=np.float64)
         if times.size:

@@ -5,7 +5,7 @@ fixed, the iALS vector of an item touched by the users ``S`` solves::
 
     (X^T X + lambda I + X_S^T D X_S) y = X_S^T t
 
-which is :func:`skfewrec._solvers.solve_users` on the transposed problem: the
+which is :func:`skfewrec._core.solvers.solve_users` on the transposed problem: the
 items are the rows and the warm users play the part of the items. It is exactly
 the item half-step a retraining of ALS would take, so a new item costs one small
 batched solve instead of a retraining.
@@ -15,10 +15,10 @@ import warnings
 
 import numpy as np
 
-from ._compat import check_is_fitted
-from ._factors import confidence_coefficients, ridge_per_user
-from ._solvers import shared_system, solve_users
-from ._validation import check_interactions
+from .._core.compat import check_is_fitted
+from .._core.conventions import confidence_coefficients, ridge_per_user
+from .._core.solvers import shared_system, solve_users
+from .._core.validation import check_interactions
 
 
 class NewItemsMixin:

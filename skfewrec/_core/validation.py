@@ -44,7 +44,7 @@ def check_interactions(
     Examples
     --------
     >>> import numpy as np
-    >>> from skfewrec._validation import check_interactions
+    >>> from skfewrec._core.validation import check_interactions
     >>> check_interactions(np.array([[0, 2.0], [1.0, 0]])).nnz
     2
     >>> check_interactions(np.array([[-1.0, 0]]))
@@ -146,7 +146,7 @@ def check_k(k, n_items, *, name="k"):
 
     Examples
     --------
-    >>> from skfewrec._validation import check_k
+    >>> from skfewrec._core.validation import check_k
     >>> check_k(5, 10)
     5
     """
@@ -167,7 +167,7 @@ def check_item_indices(items, n_items, *, name="items"):
 
     Examples
     --------
-    >>> from skfewrec._validation import check_item_indices
+    >>> from skfewrec._core.validation import check_item_indices
     >>> check_item_indices([3, 1, 3], 5)
     array([1, 3])
     """

@@ -6,14 +6,19 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ._base import (
+from .._core.compat import HasMethods, Interval, StrOptions, _fit_context
+from .._core.conventions import CONVENTIONS, confidence_coefficients, ridge_per_user
+from .._core.solvers import shared_system, solve_users
+from .._core.threads import blas_limits, effective_n_jobs
+from .._core.topk import factor_topk
+from ..base import (
     DerivedCachesMixin,
     FactorRecommenderMixin,
     fit_factor_source,
     validate_interactions,
 )
-from ._compat import HasMethods, Interval, StrOptions, _fit_context
-from ._explicit import (
+from ..factors._als import ALSFactors
+from ..factors._explicit import (
     check_rating_scale,
     check_ratings_in_scale,
     explicit_system,
@@ -21,36 +26,8 @@ from ._explicit import (
     solve_explicit,
     with_bias_column,
 )
-from ._factors import CONVENTIONS, ALSFactors, confidence_coefficients, ridge_per_user
 from ._items import NewItemsMixin
-from ._solvers import shared_system, solve_users
-from ._threads import blas_limits
-from ._topk import effective_n_jobs, factor_topk
-
-
-def warm_prior(U, *, eps=1e-6):
-    """Mean and (Ledoit-Wolf shrunk) covariance of warm users' vectors.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skfewrec._closed_form import warm_prior
-    >>> mean, cov = warm_prior(np.random.default_rng(0).normal(size=(50, 3)))
-    >>> mean.shape, cov.shape
-    ((3,), (3, 3))
-    """
-    from sklearn.covariance import ledoit_wolf
-
-    U = np.asarray(U, dtype=np.float64)
-    mean = U.mean(axis=0)
-    f = U.shape[1]
-    if U.shape[0] > 1:
-        cov = ledoit_wolf(U - mean, assume_centered=True)[0]
-    else:
-        cov = np.zeros((f, f))
-    scale = np.trace(cov) / f
-    cov = cov + max(eps, 1e-3 * scale) * np.eye(f)
-    return mean, cov
+from ._priors import warm_prior
 
 
 class ClosedFormFoldIn(
@@ -76,7 +53,7 @@ class ClosedFormFoldIn(
 
     For explicit ratings (``objective="explicit"``) the model is
     ``r_ui = mu_r + b_u + b_i + x_u . y_i``, with the item side learned on the
-    warm users (:class:`~skfewrec._explicit.ExplicitALSFactors`), and the user
+    warm users (:class:`~skfewrec.factors._explicit.ExplicitALSFactors`), and the user
     side ``w_u = [x_u, b_u]`` the ridge (MAP) solve on the user's ratings::
 
         (Z_S^T Z_S + lambda I + s P) w = Z_S^T (r_S - mu_r - b_S) + s P mu
@@ -153,7 +130,7 @@ class ClosedFormFoldIn(
     See Also
     --------
     ALSFactors : the implicit pretrainer.
-    skfewrec._explicit.ExplicitALSFactors : the explicit-ratings pretrainer.
+    skfewrec.factors._explicit.ExplicitALSFactors : the explicit-ratings pretrainer.
 
     Notes
     -----
@@ -175,7 +152,7 @@ class ClosedFormFoldIn(
 
     Explicit ratings: ``decision_function`` predicts them.
 
-    >>> from skfewrec._explicit import ExplicitALSFactors
+    >>> from skfewrec.factors._explicit import ExplicitALSFactors
     >>> R = make_interactions(n_users=300, n_items=100, random_state=0).X
     >>> R.data = 1.0 + (R.data % 5)  # ratings 1 to 5
     >>> rec = ClosedFormFoldIn(ExplicitALSFactors(n_components=4, random_state=0),

@@ -12,38 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._threads import blas_limits
-from ._validation import check_item_indices, check_k
+from .threads import blas_limits, effective_n_jobs
+from .validation import check_item_indices, check_k
 
 #: bytes of float32 scores one block may hold
 DEFAULT_BLOCK_BYTES = 32 * 2**20
-
-
-def effective_n_jobs(n_jobs):
-    """The number of workers ``n_jobs`` stands for (None: 1, negative: from the end).
-
-    Examples
-    --------
-    >>> from skfewrec._topk import effective_n_jobs
-    >>> effective_n_jobs(None)
-    1
-    """
-    from joblib import effective_n_jobs as _effective
-
-    return max(1, int(_effective(n_jobs)))
-
-
-def implicit_threads(n_jobs):
-    """implicit's ``num_threads`` for ``n_jobs``: None keeps implicit's default (0, every core).
-
-    Examples
-    --------
-    >>> from skfewrec._topk import implicit_threads
-    >>> implicit_threads(None), implicit_threads(1)
-    (0, 1)
-    """
-    return 0 if n_jobs is None else effective_n_jobs(n_jobs)
-
 
 #: columns per block whose maxima bound the k-th best score (see _select_block)
 _SELECT_BLOCK = 128
@@ -157,7 +130,7 @@ def chunked_topk(
     Examples
     --------
     >>> import numpy as np
-    >>> from skfewrec._topk import chunked_topk
+    >>> from skfewrec._core.topk import chunked_topk
     >>> S = np.array([[0.1, 0.9, 0.5], [0.7, 0.2, 0.3]], dtype=np.float32)
     >>> ids, scores = chunked_topk(lambda a, b: S[a:b].copy(), 2, 3, 2)
     >>> ids
@@ -230,7 +203,7 @@ def factor_topk(U, V, k, *, seen=None, exclude=None, n_jobs=None, block_rows=819
     Examples
     --------
     >>> import numpy as np, scipy.sparse as sp
-    >>> from skfewrec._topk import factor_topk
+    >>> from skfewrec._core.topk import factor_topk
     >>> U = np.array([[1.0, 0.0]], dtype=np.float32)
     >>> V = np.array([[3, 0], [2, 0], [1, 0]], dtype=np.float32)
     >>> factor_topk(U, V, 2, seen=sp.csr_matrix(np.array([[1, 0, 0]])))[0]

@@ -63,7 +63,7 @@ def pruned_cooccurrence(X, n_neighbors=None, block_elements=BLOCK_ELEMENTS):
     Examples
     --------
     >>> import numpy as np
-    >>> from skfewrec._rerank_features import pruned_cooccurrence
+    >>> from skfewrec.rerank._features import pruned_cooccurrence
     >>> X = np.array([[1, 1, 0], [1, 1, 1], [0, 0, 1]])
     >>> pruned_cooccurrence(X).toarray()
     array([[0., 2., 1.],
@@ -135,7 +135,7 @@ def warm_statistics(X, *, times=None, recent_threshold=None, n_neighbors=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from skfewrec._rerank_features import warm_statistics
+    >>> from skfewrec.rerank._features import warm_statistics
     >>> stats = warm_statistics(np.array([[1.0, 0, 2], [0, 1, 1]]))
     >>> stats["item_counts"].tolist(), stats["n_users"]
     ([1.0, 1.0, 2.0], 2)
@@ -263,7 +263,7 @@ def encode_item_table(table, n_items):
     Examples
     --------
     >>> import pandas as pd
-    >>> from skfewrec._rerank_features import encode_item_table
+    >>> from skfewrec.rerank._features import encode_item_table
     >>> table = pd.DataFrame({"genre_Drama": [1, 0], "kind": pd.Categorical(["a", "b"])},
     ...                      index=[1, 0])
     >>> values, names, categorical = encode_item_table(table, 2)
@@ -324,7 +324,7 @@ class UserTable:
     Examples
     --------
     >>> import pandas as pd
-    >>> from skfewrec._rerank_features import UserTable
+    >>> from skfewrec.rerank._features import UserTable
     >>> users = pd.DataFrame({"age": [20, 30], "gender": pd.Categorical(["F", "M"])})
     >>> spec, values = UserTable.fit(users, 2)
     >>> spec.transform(pd.DataFrame({"age": [40], "gender": ["X"]}), 1).tolist()
@@ -753,7 +753,7 @@ def check_shots_range(n_shots_range):
 
     Examples
     --------
-    >>> from skfewrec._rerank_features import check_shots_range
+    >>> from skfewrec.rerank._features import check_shots_range
     >>> check_shots_range((1, 20))
     (1, 20)
     """

@@ -7,9 +7,9 @@ import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 
-from ._compat import check_is_fitted, validate_data
-from ._topk import DEFAULT_BLOCK_BYTES, chunked_topk, factor_topk, restrict_items
-from ._validation import check_interactions
+from ._core.compat import check_is_fitted, validate_data
+from ._core.topk import DEFAULT_BLOCK_BYTES, chunked_topk, factor_topk, restrict_items
+from ._core.validation import check_interactions
 
 
 def validate_interactions(estimator, X, *, reset, name="X"):

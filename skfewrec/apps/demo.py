@@ -12,14 +12,14 @@ import time
 import pandas as pd
 from sklearn.frozen import FrozenEstimator
 
-from ._baselines import ImplicitFoldIn, MostPopular
-from ._closed_form import ClosedFormFoldIn
-from ._factors import ALSFactors
+from ..adapters._closed_form import ClosedFormFoldIn
+from ..baselines import ImplicitFoldIn, MostPopular
+from ..factors._als import ALSFactors
 
 
 def load(data, random_state=0):
     """The demo's interactions: synthetic by default, else a MovieLens folder."""
-    from .datasets import load_movielens, make_interactions
+    from ..datasets import load_movielens, make_interactions
 
     if data is None:
         bunch = make_interactions(n_users=3000, n_items=800, random_state=random_state)
@@ -51,12 +51,12 @@ def run(data=None, *, n_shots=(1, 3, 5, 10, 20), k=20, random_state=0, quiet=Fal
 
     Examples
     --------
-    >>> from skfewrec._demo import run
+    >>> from skfewrec.apps.demo import run
     >>> curve = run(n_shots=(1, 5), quiet=True)
     >>> sorted(curve["model"].unique())
     ['closed_form_gaussian', 'implicit_foldin', 'most_popular']
     """
-    from .model_selection import fewshot_curve, train_test_split_users
+    from ..model_selection import fewshot_curve, train_test_split_users
 
     say = (lambda *a: None) if quiet else print
     name, X = load(data, random_state)

@@ -55,7 +55,7 @@ def shared_system(item_factors, regularization, prior_precision=None, prior_mean
     Examples
     --------
     >>> import numpy as np
-    >>> from skfewrec._solvers import shared_system
+    >>> from skfewrec._core.solvers import shared_system
     >>> system = shared_system(np.eye(3, 2), 0.5)
     >>> system["M"]
     array([[1.5, 0. ],
@@ -198,7 +198,7 @@ def solve_users(
     Examples
     --------
     >>> import numpy as np
-    >>> from skfewrec._solvers import shared_system, solve_users
+    >>> from skfewrec._core.solvers import shared_system, solve_users
     >>> Y = np.random.default_rng(0).normal(size=(6, 3))
     >>> system = shared_system(Y, 0.0)
     >>> indptr, indices = np.array([0, 2]), np.array([1, 4])

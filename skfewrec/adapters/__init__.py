@@ -1,0 +1,6 @@
+"""Adapters: recommend to a new user from a few interactions, item factors fixed."""
+
+from ._closed_form import ClosedFormFoldIn
+from ._gradient import GradientFoldIn
+
+__all__ = ["ClosedFormFoldIn", "GradientFoldIn"]
