@@ -131,7 +131,7 @@ def test_users_without_known_ratings_get_the_prior_answer(ratings, prior):
     unknown = empty.copy()
     unknown[0, 5] = 4.0
     W = rec.transform(np.vstack([empty, unknown]))
-    expected = rec.mean_ if prior == "none" else rec._system["x0"]
+    expected = rec.mean_ if prior == "none" else rec._system.x0
     np.testing.assert_allclose(W, np.tile(expected, (2, 1)), rtol=1e-5, atol=1e-6)
     assert np.isfinite(rec.decision_function(empty)).all()
 

@@ -80,7 +80,7 @@ def test_per_user_ridge_woodbury_on_a_singular_shared_matrix():
     np.testing.assert_allclose(direct[:2], expected, rtol=1e-6, atol=1e-6)
     # no shots, no prior: the zero vector, not NaN from inverting a singular matrix
     np.testing.assert_array_equal(wood[2], 0.0)
-    assert np.isfinite(system["Zp"]).all()
+    assert np.isfinite(system.Zp).all()
 
 
 def test_mixed_zero_and_positive_extra_ridge_in_one_batch():

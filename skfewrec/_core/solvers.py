@@ -24,12 +24,118 @@ the Woodbury path stays O(k^2 f + k^3 + f^2) per user instead of a direct f x f 
 """
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
 
+@dataclass(frozen=True, eq=False)
+class FoldInSystem:
+    """What every user's solve shares: built once, never modified, safe to share.
+
+    Build one with :func:`shared_system` (implicit feedback) or
+    :func:`fold_in_system` (any observation rows, shared matrix and pull).
+    Every array is read-only, so threads may share one system freely.
+
+    Attributes
+    ----------
+    M : ndarray of shape (f, f), float64
+        The shared matrix (``Y^T Y + lambda I + s P`` for implicit feedback).
+    L, Q : ndarray
+        Its eigendecomposition ``M = Q diag(L) Q^T``.
+    m : ndarray of shape (f,)
+        The prior's pull ``s P mu`` (zero without a prior).
+    x0 : ndarray of shape (f,)
+        ``M^-1 m``: the answer for a user without shots.
+    Yp, Zp : ndarray of shape (n_rows + 1, f), float32
+        The observation rows ``Y`` and ``Y M^-1``, padded with one zero row (the
+        target of padded shots).
+    Yx0 : ndarray of shape (n_rows + 1,), float32
+        ``Yp x0``.
+    Wp : ndarray of shape (n_rows + 1, f), float32
+        ``Yp Q``: the rows in the eigenbasis of ``M`` (the per-user-ridge path).
+    Qm : ndarray of shape (f,)
+        ``Q^T m``.
+    """
+
+    M: np.ndarray
+    L: np.ndarray
+    Q: np.ndarray
+    m: np.ndarray
+    x0: np.ndarray
+    Yp: np.ndarray
+    Zp: np.ndarray
+    Yx0: np.ndarray
+    Wp: np.ndarray
+    Qm: np.ndarray
+
+    def __post_init__(self):
+        for value in vars(self).values():
+            value.flags.writeable = False
+
+
+def fold_in_system(rows, M, m=None):
+    """A :class:`FoldInSystem` from its observation rows, shared matrix and pull.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n_rows, f)
+        ``Y``: the fixed vectors a shot points at (item factors, or the rated
+        items' features of an explicit model).
+    M : ndarray of shape (f, f)
+        The shared, positive semi-definite matrix.
+    m : ndarray of shape (f,), default=None
+        The prior's pull; None for zero.
+
+    Returns
+    -------
+    system : FoldInSystem
+        ``M`` may be singular (Spark's convention puts the whole ridge per
+        user): its inverse is then the pseudo-inverse, used only by users
+        without a per-user ridge.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._core.solvers import fold_in_system
+    >>> fold_in_system(np.ones((3, 2)), 2.0 * np.eye(2), np.ones(2)).x0
+    array([0.5, 0.5])
+    """
+    Y = np.asarray(rows, dtype=np.float64)
+    f = Y.shape[1]
+    M = np.asarray(M, dtype=np.float64)
+    M = 0.5 * (M + M.T)
+    m = np.zeros(f) if m is None else np.asarray(m, dtype=np.float64)
+    eigvals, Q = np.linalg.eigh(M)
+    # M is positive semi-definite: clip round-off below zero, and invert only the
+    # eigenvalues that are not round-off (pseudo-inverse when M is singular)
+    eigvals = np.maximum(eigvals, 0.0)
+    tol = eigvals.max(initial=0.0) * f * np.finfo(np.float64).eps
+    keep = eigvals > tol
+    inv_L = np.divide(1.0, eigvals, out=np.zeros_like(eigvals), where=keep)
+    M_inv = (Q * inv_L) @ Q.T
+    M_inv = 0.5 * (M_inv + M_inv.T)
+    x0 = M_inv @ m
+    # float32 copies with one extra all-zero row, the target of padded shots;
+    # gathering these rows is the hot path, and float32 halves its memory traffic
+    pad = np.zeros((1, f))
+    Yp = np.vstack([Y, pad]).astype(np.float32)
+    return FoldInSystem(
+        M=M,
+        L=eigvals,
+        Q=Q,
+        m=m,
+        x0=x0,
+        Yp=Yp,
+        Zp=np.vstack([Y @ M_inv, pad]).astype(np.float32),
+        Yx0=Yp @ x0.astype(np.float32),
+        Wp=(np.vstack([Y, pad]) @ Q).astype(np.float32),
+        Qm=Q.T @ m,
+    )
+
+
 def shared_system(item_factors, regularization, prior_precision=None, prior_mean=None):
-    """Precompute what every user's solve shares.
+    """The :class:`FoldInSystem` of implicit feedback: ``M = Y^T Y + lambda I (+ s P)``.
 
     Parameters
     ----------
@@ -45,68 +151,26 @@ def shared_system(item_factors, regularization, prior_precision=None, prior_mean
 
     Returns
     -------
-    system : dict
-        ``M``, its eigendecomposition ``L`` and ``Q``, ``m = s P mu``,
-        ``x0 = M^-1 m``, and float32 ``Yp``, ``Zp = Y M^-1`` and ``Yx0 = Y x0``,
-        padded with one zero row. ``M`` may be singular (Spark's convention puts
-        the whole ridge per user): its inverse is then the pseudo-inverse, used
-        only by users without a per-user ridge.
+    system : FoldInSystem
 
     Examples
     --------
     >>> import numpy as np
     >>> from skfewrec._core.solvers import shared_system
     >>> system = shared_system(np.eye(3, 2), 0.5)
-    >>> system["M"]
+    >>> system.M
     array([[1.5, 0. ],
            [0. , 1.5]])
     """
     Y = np.asarray(item_factors, dtype=np.float64)
     f = Y.shape[1]
     M = Y.T @ Y + regularization * np.eye(f)
-    m = np.zeros(f)
+    m = None
     if prior_precision is not None:
         M = M + prior_precision
         if prior_mean is not None:
             m = prior_precision @ prior_mean
-    M = 0.5 * (M + M.T)
-    eigvals, Q = np.linalg.eigh(M)
-    # M is positive semi-definite: clip round-off below zero, and invert only the
-    # eigenvalues that are not round-off (pseudo-inverse when M is singular)
-    eigvals = np.maximum(eigvals, 0.0)
-    tol = eigvals.max(initial=0.0) * f * np.finfo(np.float64).eps
-    keep = eigvals > tol
-    inv_L = np.divide(1.0, eigvals, out=np.zeros_like(eigvals), where=keep)
-    M_inv = (Q * inv_L) @ Q.T
-    M_inv = 0.5 * (M_inv + M_inv.T)
-    x0 = M_inv @ m
-    # float32 copies with one extra all-zero row, the target of padded shots;
-    # gathering these rows is the hot path, and float32 halves its memory traffic
-    pad = np.zeros((1, f))
-    Yp = np.vstack([Y, pad]).astype(np.float32)
-    Zp = np.vstack([Y @ M_inv, pad]).astype(np.float32)
-    return {
-        "M": M,
-        "L": eigvals,
-        "Q": Q,
-        "m": m,
-        "x0": x0,
-        "Yp": Yp,
-        "Zp": Zp,
-        "Yx0": (Yp @ x0.astype(np.float32)),
-    }
-
-
-def _eigenbasis(system):
-    """``Wp = Yp Q`` (float32) and ``Q^T m``: the per-user-ridge path's inputs.
-
-    Computed on first use and kept in ``system``: only Spark's convention needs them.
-    """
-    if "Wp" not in system:
-        Q = system["Q"]
-        system["Qm"] = Q.T @ system["m"]
-        system["Wp"] = (system["Yp"].astype(np.float64) @ Q).astype(np.float32)
-    return system["Wp"], system["Qm"]
+    return fold_in_system(Y, M, m)
 
 
 def _padded_batches(indptr, max_batch_elements):
@@ -177,8 +241,8 @@ def solve_users(
         Extra confidence of each shot (``c_i - 1`` for implicit's convention).
     t : ndarray of shape (nnz,)
         Target coefficient of each shot (``c_i`` for implicit's convention).
-    system : dict
-        From :func:`shared_system`.
+    system : FoldInSystem
+        From :func:`shared_system` or :func:`fold_in_system`.
     solver : {"auto", "woodbury", "direct"}, default="auto"
         "woodbury": the k x k solve; "direct": the f x f solve of the full
         system; "auto": woodbury for users with fewer shots than factors.
@@ -209,7 +273,7 @@ def solve_users(
     >>> bool(np.allclose(wood, direct, atol=1e-5))
     True
     """
-    M, x0, Yp, Zp, Yx0 = (system[key] for key in ("M", "x0", "Yp", "Zp", "Yx0"))
+    M, x0, Yp, Zp, Yx0 = system.M, system.x0, system.Yp, system.Zp, system.Yx0
     n_items, f = Yp.shape[0] - 1, Yp.shape[1]
     n_users = indptr.size - 1
     out = np.empty((n_users, f))
@@ -255,7 +319,7 @@ def solve_users(
             A += M
             if ridge is not None:
                 A[:, np.arange(f), np.arange(f)] += ridge[use_direct][:, None]
-            rhs = np.matmul(tt[use_direct][:, None, :], Ys)[:, 0, :] + system["m"]
+            rhs = np.matmul(tt[use_direct][:, None, :], Ys)[:, 0, :] + system.m
             out[rows[use_direct]] = np.linalg.solve(A, rhs[:, :, None])[:, :, 0]
 
     batches = list(_padded_batches(indptr, max_batch_elements))
@@ -285,8 +349,8 @@ def _solve_eigenbasis(idx, dd, tt, ridge, system):
     ``Z_S = W_S S_u Q^T``, ``G = W_S S_u W_S^T``, and the user's vector is
     ``Q (S_u Q^T m + S_u W_S^T w)`` with ``w`` the usual k x k solve.
     """
-    Wp, Qm = _eigenbasis(system)
-    inv = (1.0 / (system["L"][None, :] + ridge[:, None])).astype(np.float32)  # (b, f)
+    Wp, Qm = system.Wp, system.Qm
+    inv = (1.0 / (system.L[None, :] + ridge[:, None])).astype(np.float32)  # (b, f)
     Ws = Wp[idx]  # (b, k, f)
     Vs = Ws * inv[:, None, :]  # rows of Z_S in the eigenbasis
     G = np.matmul(Ws, Vs.transpose(0, 2, 1)).astype(np.float64)  # (b, k, k)
@@ -294,4 +358,4 @@ def _solve_eigenbasis(idx, dd, tt, ridge, system):
     rhs = tt - dd * np.matmul(Ws.astype(np.float64), x0q[:, :, None])[:, :, 0]
     w = _woodbury_weights(G, dd, rhs)
     xq = x0q + np.matmul(w[:, None, :].astype(np.float32), Vs)[:, 0, :]
-    return xq @ system["Q"].T
+    return xq @ system.Q.T

@@ -27,7 +27,7 @@ from ..factors._explicit import (
     with_bias_column,
 )
 from ._items import NewItemsMixin
-from ._priors import warm_prior
+from ._priors import prior_terms, warm_prior
 
 
 class ClosedFormFoldIn(
@@ -265,15 +265,7 @@ class ClosedFormFoldIn(
         return effective_n_jobs(self.n_jobs)
 
     def _prior_terms(self):
-        g = self.mean_.shape[0]
-        if self.prior == "mean":
-            # isotropic, at the warm users' average variance: the same strength then
-            # pulls as hard as the gaussian prior's, whatever the scale of the factors
-            average_variance = np.trace(self.covariance_) / g
-            return self.prior_strength / average_variance * np.eye(g), self.mean_
-        if self.prior == "gaussian":
-            return self.prior_strength * np.linalg.inv(self.covariance_), self.mean_
-        return None, None
+        return prior_terms(self.prior, self.prior_strength, self.mean_, self.covariance_)
 
     def _make_system(self, precision, mean):
         if self.objective == "explicit":
@@ -287,7 +279,7 @@ class ClosedFormFoldIn(
         """Recompute the private caches derived from the public fitted state."""
         self._system = self._make_system(*self._prior_terms())
         # the answer for a user with no (known) shots: the prior's, or the warm mean
-        self._empty_vector = self.mean_ if self.prior == "none" else self._system["x0"]
+        self._empty_vector = self.mean_ if self.prior == "none" else self._system.x0
         self._unknown = None if self.item_counts_.all() else self.item_counts_ == 0
 
     def _rating_offsets(self):

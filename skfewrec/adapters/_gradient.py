@@ -575,7 +575,7 @@ class GradientFoldIn(DerivedCachesMixin, FactorRecommenderMixin, TransformerMixi
                 mean = self.mean_
             self._system = shared_system(self.item_factors_, shared, precision, mean)
             # a user without shots: the prior's answer, or the warm mean (as ClosedFormFoldIn)
-            self._empty_start = self.mean_ if self.prior == "none" else self._system["x0"]
+            self._empty_start = self.mean_ if self.prior == "none" else self._system.x0
         if self.loss == "wmse":
             shared, _ = ridge_per_user(np.zeros(1), self.regularization_, self.convention_)
             Yw64 = Yw.astype(np.float64)

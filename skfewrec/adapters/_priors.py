@@ -26,3 +26,30 @@ def warm_prior(U, *, eps=1e-6):
     scale = np.trace(cov) / f
     cov = cov + max(eps, 1e-3 * scale) * np.eye(f)
     return mean, cov
+
+
+def prior_terms(prior, strength, mean, covariance):
+    """The prior's precision ``s P`` and mean ``mu``: one meaning for every adapter.
+
+    ``"gaussian"``: ``P = Sigma^-1``; ``"mean"``: ``P = I / sigma^2`` with
+    ``sigma^2 = trace(Sigma) / f`` the warm users' average variance, so that a
+    strength pulls as hard for both priors, whatever the scale of the factors;
+    ``"none"``: no prior, ``(None, None)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec.adapters._priors import prior_terms
+    >>> precision, mean = prior_terms("mean", 2.0, np.zeros(2), 4.0 * np.eye(2))
+    >>> precision
+    array([[0.5, 0. ],
+           [0. , 0.5]])
+    """
+    if prior == "none":
+        return None, None
+    if prior == "mean":
+        average_variance = np.trace(covariance) / covariance.shape[0]
+        return strength / average_variance * np.eye(covariance.shape[0]), mean
+    if prior == "gaussian":
+        return strength * np.linalg.inv(covariance), mean
+    raise ValueError(f"prior must be 'none', 'mean' or 'gaussian', got {prior!r}.")

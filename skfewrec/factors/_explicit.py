@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
 from .._core.compat import Interval, _fit_context, check_is_fitted
-from .._core.solvers import shared_system, solve_users
+from .._core.solvers import fold_in_system, solve_users
 from .._core.threads import blas_limits, effective_n_jobs
 from ..base import DerivedCachesMixin, fit_factor_source, validate_interactions
 
@@ -42,37 +42,28 @@ def explicit_system(features, ridge, prior_precision=None, prior_mean=None):
 
     Returns
     -------
-    system : dict
-        The keys :func:`skfewrec._core.solvers.solve_users` reads: ``M``, ``x0``,
-        ``Yp``, ``Zp``, ``Yx0``.
+    system : FoldInSystem
+        What :func:`skfewrec._core.solvers.solve_users` reads.
 
     Examples
     --------
     >>> import numpy as np
     >>> from skfewrec.factors._explicit import explicit_system
     >>> system = explicit_system(np.ones((3, 2)), 0.5)
-    >>> system["M"]
+    >>> system.M
     array([[0.5, 0. ],
            [0. , 0.5]])
     """
     Z = np.asarray(features, dtype=np.float64)
     g = Z.shape[1]
     M = np.diag(np.broadcast_to(np.asarray(ridge, dtype=np.float64), (g,)))
-    m = np.zeros(g)
+    m = None
     if prior_precision is not None:
         M = M + prior_precision
         if prior_mean is not None:
             m = prior_precision @ prior_mean
-    # shared_system on zero items gives M (without the implicit term Y^T Y) with
-    # every derived quantity; its prior mean is chosen so that its pull is m
-    x0 = np.linalg.solve(0.5 * (M + M.T), m)
-    system = shared_system(np.zeros((0, g)), 0.0, M, x0)
-    M_inv = np.linalg.inv(system["M"])
-    pad = np.zeros((1, g))
-    system["Yp"] = np.vstack([Z, pad]).astype(np.float32)
-    system["Zp"] = np.vstack([Z @ M_inv, pad]).astype(np.float32)
-    system["Yx0"] = system["Yp"] @ system["x0"].astype(np.float32)
-    return system
+    # no Z^T Z term: an explicit ridge sees only the rated items (every shot has d = 1)
+    return fold_in_system(Z, M, m)
 
 
 def with_bias_column(factors):
@@ -90,7 +81,7 @@ def solve_explicit(X, offsets, system, *, solver="auto", n_jobs=None):
         Ratings; the nonzeros of a row are the observations of its ridge regression.
     offsets : ndarray of shape (n_columns,)
         Subtracted from each rating of a column (``mu + b_i``).
-    system : dict
+    system : FoldInSystem
         From :func:`explicit_system` on the columns' features.
     solver : {"auto", "woodbury", "direct"}, default="auto"
         As in :func:`skfewrec._core.solvers.solve_users`.
