@@ -47,8 +47,12 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-#: ../shared/data next to the repository root
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: ../shared/data next to the repository root (SKFEWREC_DATA overrides it, e.g. for a
+#: git worktree elsewhere)
+DATA_DIR = Path(
+    os.environ.get("SKFEWREC_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
 
 
 def data_path(name):
