@@ -7,7 +7,8 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skfewrec import ALSFactors, ClosedFormFoldIn, GradientFoldIn
-from skfewrec.adapters._gradient import _BPR, _WMSE, _Logistic, _Support, _uniform_negatives
+from skfewrec.adapters._losses import BPR, WMSE, Logistic, Support, uniform_negatives
+from skfewrec.adapters._meta import meta_gradient, query_loss, validation_ndcg
 from skfewrec.datasets import make_interactions
 
 F = 8
@@ -57,7 +58,7 @@ def _batch(seed=0, n=40, f=5, b=6, k=4, m=9):
     idx[0, 2:] = n  # padding
     neg = np.sort(rng.choice(n, size=m, replace=False))
     idx[1, 0] = neg[0]  # a shot that is also a negative: masked for that user
-    S = _Support(idx, rng.random((b, k)), rng.random((b, k)) + 1, Yp, n)
+    S = Support(idx, rng.random((b, k)), rng.random((b, k)) + 1, Yp, n)
     x = rng.normal(size=(b, f)).astype(np.float32)
     v = rng.normal(size=(b, f)).astype(np.float32)
     gram = ((Y.T.astype(np.float64) @ Y + 0.1 * np.eye(f)) / n).astype(np.float32)
@@ -67,7 +68,7 @@ def _batch(seed=0, n=40, f=5, b=6, k=4, m=9):
 @pytest.mark.parametrize("loss", ["bpr", "logistic", "wmse"])
 def test_gradients_and_hessian_products_match_finite_differences(loss):
     S, N, x, v, gram, Y, _ = _batch()
-    obj = {"bpr": _BPR(), "logistic": _Logistic(), "wmse": _WMSE(gram, Y.shape[0])}[loss]
+    obj = {"bpr": BPR(), "logistic": Logistic(), "wmse": WMSE(gram, Y.shape[0])}[loss]
     g, cache = obj.grad(x, S, N, keep=True)
     eps = 1e-2
     fd = np.stack(
@@ -83,7 +84,7 @@ def test_gradients_and_hessian_products_match_finite_differences(loss):
     np.testing.assert_allclose(hv, fd_hv, atol=3e-4)
 
 
-@pytest.mark.parametrize("loss", [_BPR(), _Logistic()], ids=["bpr", "logistic"])
+@pytest.mark.parametrize("loss", [BPR(), Logistic()], ids=["bpr", "logistic"])
 def test_a_negative_among_a_users_shots_does_not_count_for_him(loss):
     S, N, x, _, _, Y, neg = _batch()
     g = loss.grad(x, S, N)[0]
@@ -101,7 +102,7 @@ def test_meta_gradient_matches_finite_differences(factors, data, loss, meta_algo
     est = fast(factors, loss=loss, init="meta", meta_iter=0, l2=0.3).fit(warm)
     rng = np.random.default_rng(1)
     episode = est._episode_batch(est._validate_users(warm), np.arange(60), rng)
-    negatives = _uniform_negatives(rng, 5, 20, warm.shape[1])
+    negatives = uniform_negatives(rng, 5, 20, warm.shape[1])
     params = {
         "theta": est.init_ * est._scale + rng.normal(size=F) * 0.05,
         "log_steps": np.log(est.step_sizes_.astype(np.float64)),
@@ -109,14 +110,16 @@ def test_meta_gradient_matches_finite_differences(factors, data, loss, meta_algo
         "log_tau": np.array([1.5]),
     }
 
-    def loss_at(p):
-        _, _, x = est._unroll(episode, p, negatives)
-        return est._query_loss(x, episode[0], episode[1], p["log_tau"][0])[0]
+    stepper = est._stepper()
 
-    est.meta_algorithm = "metasgd"  # the exact gradient, to compare with
-    _, exact = est._meta_gradient(episode, params, negatives)
-    est.meta_algorithm = meta_algorithm
-    _, grads = est._meta_gradient(episode, params, negatives)
+    def loss_at(p):
+        _, _, x = stepper.unroll(episode, p, negatives)
+        return query_loss(x, episode.support, episode.query, p["log_tau"][0], stepper.Yp)[0]
+
+    # the exact gradient, to compare with
+    _, exact = meta_gradient(episode, params, negatives, stepper, second_order=True)
+    second_order = meta_algorithm == "metasgd"
+    _, grads = meta_gradient(episode, params, negatives, stepper, second_order=second_order)
     for key in params:
         direction = rng.normal(size=params[key].shape)
         eps = 3e-3 if key == "theta" else 3e-2
@@ -249,7 +252,7 @@ def _episode_ndcg(est, X, seed=5):
     episode = est._episode_batch(X, users, rng, n=n)
     support, query, _, _ = episode
     x = est._user_vectors(sp.csr_matrix(_support_matrix(support, X.shape[1]))) * est._scale
-    return est._ndcg(x, support, query)
+    return validation_ndcg(x, support, query, est._Yp)
 
 
 def _support_matrix(support, n_items):
