@@ -207,13 +207,40 @@ def test_users_without_shots_get_the_start(factors, data, init):
         np.testing.assert_allclose(est.init_, expected[init], rtol=1e-5, atol=1e-6)
 
 
-def test_zero_steps_return_the_start(factors, data):
+@pytest.mark.parametrize("prior", ["none", "mean", "gaussian"])
+@pytest.mark.parametrize("prior_strength", [1.0, 20.0])
+def test_zero_steps_from_the_closed_form_are_closed_form_fold_in(
+    factors, data, prior, prior_strength
+):
+    """Every prior means the same in both adapters (one prior_terms)."""
     warm, new = data
-    S = shots(new, 3)
-    est = fast(factors, init="closed_form", n_steps=0).fit(warm)
-    expected = ClosedFormFoldIn(factors, prior="gaussian").fit(warm).transform(S)
+    S = shots(new, 3).tolil()
+    S[[0, 7]] = 0  # users without shots get the prior's answer (or the warm mean) in both
+    S = S.tocsr()
+    priors = dict(prior=prior, prior_strength=prior_strength)
+    est = fast(factors, init="closed_form", n_steps=0, meta_algorithm=None, **priors).fit(warm)
+    expected = ClosedFormFoldIn(factors, **priors).fit(warm).transform(S)
     np.testing.assert_allclose(est.transform(S), expected, rtol=1e-4, atol=1e-5)
     assert est.step_sizes_.shape == (0, F) and est.negatives_.shape[0] == 0
+
+
+def test_the_mean_prior_scales_with_the_warm_users_variance(factors, data):
+    """prior="mean" pulls with precision prior_strength / average variance, not prior_strength."""
+    warm, new = data
+    S = shots(new, 3)
+    est = fast(factors, init="closed_form", prior="mean", n_steps=0, meta_algorithm=None)
+    est.fit(warm)
+    average_variance = np.trace(est.covariance_) / F
+    assert not np.isclose(average_variance, 1.0, rtol=0.1)
+    # the old meaning (precision prior_strength * I) is the same answer at a rescaled strength
+    other = ClosedFormFoldIn(factors, prior="mean", prior_strength=average_variance).fit(warm)
+    np.testing.assert_allclose(
+        other.transform(S),
+        fast(factors, init="closed_form", prior="mean", prior_strength=average_variance,
+             n_steps=0, meta_algorithm=None).fit(warm).transform(S),
+        rtol=1e-4, atol=1e-5,
+    )  # fmt: skip
+    assert not np.allclose(est.transform(S), other.transform(S), rtol=1e-3)
 
 
 def test_transform_is_deterministic_and_independent_of_the_other_rows(factors, data):
@@ -230,6 +257,19 @@ def test_transform_is_deterministic_and_independent_of_the_other_rows(factors, d
     np.testing.assert_allclose(est.transform(S), U, rtol=1e-6, atol=1e-7)
     other = fast(factors, random_state=1).fit(warm)
     assert not np.array_equal(other.negatives_, est.negatives_)
+
+
+def test_random_state_reaches_the_default_factor_source(data):
+    """factors=None: the ALSFactors built by default is seeded from random_state."""
+    warm, new = data
+    warm, S = warm[:300], shots(new[:50], 3)
+    first = GradientFoldIn(n_steps=2, meta_iter=3, meta_batch_size=32, random_state=0).fit(warm)
+    again = GradientFoldIn(n_steps=2, meta_iter=3, meta_batch_size=32, random_state=0).fit(warm)
+    assert first.factors_.random_state == 0
+    np.testing.assert_array_equal(first.item_factors_, again.item_factors_)
+    np.testing.assert_array_equal(first.transform(S), again.transform(S))
+    other = GradientFoldIn(n_steps=2, meta_iter=3, meta_batch_size=32, random_state=1).fit(warm)
+    assert not np.allclose(other.item_factors_, first.item_factors_)
 
 
 def test_negatives_are_distinct_items_per_step(factors, data):
