@@ -96,20 +96,23 @@ class Negatives:
 # ------------------------------------------------------------------ losses
 # Each loss gives, for a batch of users, its value, its gradient (and a cache)
 # and Hessian-vector products, all per user; the meta-gradient needs all three.
+def _masked_scores(x, S, N):
+    """Scores of the shots (padding at +_BIG) and of the negatives (own shots at -_BIG)."""
+    s_pos = rowdot(S.P, x)
+    s_pos[~S.valid] = _BIG
+    s_neg = x @ N.Yn.T
+    s_neg[N.collide] = -_BIG
+    return s_pos, s_neg
+
+
 class BPR:
     """Mean over (shot, negative) pairs of ``-log sigmoid(s_shot - s_neg)``."""
 
     uses_negatives = True
 
-    def _margins(self, x, S, N):
-        s_pos = rowdot(S.P, x)
-        s_pos[~S.valid] = _BIG
-        s_neg = x @ N.Yn.T
-        s_neg[N.collide] = -_BIG
-        return s_pos[:, :, None] - s_neg[:, None, :]
-
     def value(self, x, S, N):
-        z = self._margins(x, S, N)
+        s_pos, s_neg = _masked_scores(x, S, N)
+        z = s_pos[:, :, None] - s_neg[:, None, :]
         return _softplus(-z).sum(axis=(1, 2)) * S.inv_count * N.inv_count
 
     def grad(self, x, S, N, keep=False):
@@ -143,21 +146,14 @@ class Logistic:
 
     uses_negatives = True
 
-    def _scores(self, x, S, N):
-        s_pos = rowdot(S.P, x)
-        s_pos[~S.valid] = _BIG
-        s_neg = x @ N.Yn.T
-        s_neg[N.collide] = -_BIG
-        return s_pos, s_neg
-
     def value(self, x, S, N):
-        s_pos, s_neg = self._scores(x, S, N)
+        s_pos, s_neg = _masked_scores(x, S, N)
         return (
             _softplus(-s_pos).sum(axis=1) * S.inv_count + _softplus(s_neg).sum(axis=1) * N.inv_count
         )
 
     def grad(self, x, S, N, keep=False):
-        s_pos, s_neg = self._scores(x, S, N)
+        s_pos, s_neg = _masked_scores(x, S, N)
         wp = _sigmoid(-s_pos) * S.inv_count[:, None]
         wn = _sigmoid(s_neg) * N.inv_count[:, None]
         g = wn @ N.Yn - weighted_rows(wp, S.P)
