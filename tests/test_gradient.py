@@ -10,6 +10,7 @@ from skfewrec import ALSFactors, ClosedFormFoldIn, GradientFoldIn
 from skfewrec.adapters._losses import BPR, WMSE, Logistic, Support, uniform_negatives
 from skfewrec.adapters._meta import meta_gradient, query_loss, validation_ndcg
 from skfewrec.datasets import make_interactions
+from skfewrec.metrics import ndcg_at_k
 
 F = 8
 
@@ -299,6 +300,25 @@ def _support_matrix(support, n_items):
     rows, cols = np.nonzero(support.valid)
     return sp.csr_matrix(
         (np.ones(rows.size), (rows, support.idx[rows, cols])), shape=(support.idx.shape[0], n_items)
+    )
+
+
+def test_the_validation_ndcg_is_the_metrics_ndcg(factors, data):
+    """One NDCG: early stopping scores episodes as ndcg_at_k scores recommend's lists."""
+    warm, new = data
+    est = fast(factors).fit(warm)
+    X = est._validate_users(new)
+    users = np.flatnonzero(np.diff(X.indptr) >= 6)
+    episode = est._episode_batch(X, users, np.random.default_rng(3), n=np.full(users.size, 5))
+    S = _support_matrix(episode.support, X.shape[1])
+    x = est.transform(S) * est._scale
+    rows, cols = np.nonzero(episode.query < X.shape[1])
+    Q = sp.csr_matrix(
+        (np.ones(rows.size), (rows, episode.query[rows, cols])), shape=(users.size, X.shape[1])
+    )
+    ids, _ = est.recommend(S, k=20)
+    assert validation_ndcg(x, episode.support, episode.query, est._Yp) == pytest.approx(
+        ndcg_at_k(Q, ids, k=20), rel=1e-12
     )
 
 
