@@ -296,7 +296,7 @@ class ItemsFromFactorsMixin:
         super().__setstate__(state)
         if saved:
             for name, value in saved.items():
-                self._restore_item_attribute(name, value)
+                setattr(self, name, value)  # through the property's check
             self._rebuild()
 
     def _restore_item_attribute(self, name, value):
