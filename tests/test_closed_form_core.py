@@ -165,3 +165,26 @@ def test_same_answers_as_implicit_on_ml100k(ml100k_path):
     theirs = ImplicitFoldIn(factors=FrozenEstimator(als)).fit(X_warm).transform(S)
     assert relative_error(ours, naive_foldin(als.item_factors_, S, 1.0, 10.0)) < EXACT
     assert relative_error(ours, theirs) < AS_IMPLICIT
+
+
+@pytest.mark.parametrize("adapter", [ClosedFormFoldIn, ImplicitFoldIn])
+def test_random_state_reaches_the_factor_source(adapter, small_interactions):
+    X = small_interactions[:100]
+    small = dict(n_components=4, max_iter=2)
+    # the default source is seeded by the adapter
+    first = adapter(random_state=0).fit(X)
+    assert first.factors_.random_state == 0
+    np.testing.assert_array_equal(first.item_factors_, adapter(random_state=0).fit(X).item_factors_)
+    # a passed unfitted source: None keeps its seed, a seed replaces it
+    assert adapter(ALSFactors(random_state=3, **small)).fit(X).factors_.random_state == 3
+    assert (
+        adapter(ALSFactors(random_state=3, **small), random_state=5).fit(X).factors_.random_state
+        == 5
+    )
+    np.testing.assert_array_equal(
+        adapter(ALSFactors(random_state=3, **small), random_state=5).fit(X).item_factors_,
+        ALSFactors(random_state=5, **small).fit(X).item_factors_,
+    )
+    # a frozen source is never refitted
+    prefit = ALSFactors(random_state=3, **small).fit(X)
+    assert adapter(FrozenEstimator(prefit), random_state=5).fit(X).factors_ is prefit

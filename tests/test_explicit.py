@@ -273,3 +273,16 @@ def test_recommend_ranks_by_predicted_rating(ratings, source):
     allowed = np.arange(0, 80, 2)
     ids, _ = rec.recommend(S, k=5, items=allowed, exclude=[0, 2])
     assert np.isin(ids, allowed).all() and not np.isin(ids, [0, 2]).any()
+
+
+def test_explicit_default_source_is_seeded(ratings):
+    X = ratings[1][:100]
+    rec = ClosedFormFoldIn(objective="explicit", random_state=1).fit(X)
+    assert isinstance(rec.factors_, ExplicitALSFactors) and rec.factors_.random_state == 1
+
+
+@pytest.mark.parametrize(("param", "value"), [("confidence_scale", 2.0), ("convention", "spark")])
+def test_implicit_settings_are_refused_for_explicit_ratings(ratings, source, param, value):
+    rec = ClosedFormFoldIn(FrozenEstimator(source), objective="explicit", **{param: value})
+    with pytest.raises(ValueError, match=f"{param}=.* does nothing for explicit ratings"):
+        rec.fit(ratings[1][:250])
