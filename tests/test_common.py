@@ -94,16 +94,10 @@ _PENDING = "random_state lands in branch gradient/rerank"
 #: the reason are merged (then delete this table)
 PENDING_DEFAULT_CHECKS = {
     "GradientFoldIn": {
-        "check_transformer_general": _PENDING,
+        "check_fit_idempotent": _PENDING,
         "check_pipeline_consistency": _PENDING,
         "check_transformer_data_not_an_array": _PENDING,
-        "check_transformer_preserve_dtypes": _PENDING,
-        "check_methods_subset_invariance": _PENDING,
-        "check_fit_idempotent": _PENDING,
-    },
-    "LightGBMReranker": {
-        "check_pipeline_consistency": _PENDING,
-        "check_fit_idempotent": _PENDING,
+        "check_transformer_general": _PENDING,
     },
 }
 
