@@ -89,18 +89,6 @@ ESTIMATORS = list(_instances())
 #: able to seed whatever each one builds by default (its top-level random_state)
 DEFAULT_ESTIMATORS = [cls() for _, cls in all_estimators()]
 
-_PENDING = "random_state lands in branch gradient/rerank"
-#: expected failures of the default-constructed checks, until the branches named in
-#: the reason are merged (then delete this table)
-PENDING_DEFAULT_CHECKS = {
-    "GradientFoldIn": {
-        "check_fit_idempotent": _PENDING,
-        "check_pipeline_consistency": _PENDING,
-        "check_transformer_data_not_an_array": _PENDING,
-        "check_transformer_general": _PENDING,
-    },
-}
-
 #: the public estimators, by name: a new one is added here on purpose, and one that
 #: vanishes (a module that no longer imports, a renamed class) fails this test
 PUBLIC_ESTIMATORS = {
@@ -136,10 +124,7 @@ def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
 
 
-@parametrize_with_checks(
-    DEFAULT_ESTIMATORS,
-    expected_failed_checks=lambda est: PENDING_DEFAULT_CHECKS.get(type(est).__name__, {}),
-)
+@parametrize_with_checks(DEFAULT_ESTIMATORS)
 def test_sklearn_compatible_default_estimator(estimator, check):
     check(estimator)
 
