@@ -205,6 +205,44 @@ def test_fitted_state_names_its_features_and_keeps_the_model_text(fitted):
     assert fitted.booster_.num_trees() == fitted.best_iteration_
 
 
+def test_the_fitted_state_does_not_grow_with_the_warm_users(data):
+    """No array of the re-ranker's own state (its candidate adapter aside) has a
+    dimension that counts warm users; the co-occurrence table is bounded per item."""
+    from skfewrec.rerank._warm import COOC_NEIGHBORS
+
+    rr = _reranker(n_estimators=5, cv=2).fit(data.X[:157])
+    state = {k: v for k, v in vars(rr).items() if k.endswith("_") and k != "candidates_"}
+    values = list(state.values()) + list(rr.warm_statistics_.values())
+    shapes = [v.shape for v in values if isinstance(v, np.ndarray) or sp.issparse(v)]
+    assert shapes and all(157 not in shape for shape in shapes), shapes
+    assert set(rr.warm_statistics_) == {
+        "item_counts",
+        "n_users",
+        "recent_counts",
+        "n_recent",
+        "item_time",
+        "cooccurrence",
+    }
+    assert rr.warm_statistics_["cooccurrence"].getnnz(axis=1).max() <= COOC_NEIGHBORS
+
+
+def test_a_bundle_saved_by_0_1_0_keeps_its_user_knn_and_gets_true_names():
+    """The legacy warm matrix is converted in _rebuild; the names follow the columns."""
+    import skfewrec
+
+    legacy = Path(__file__).resolve().parent / "data" / "legacy_v0_1" / "reranker.zip"
+    rr = skfewrec.load(legacy)
+    assert not hasattr(rr, "warm_interactions_") and not hasattr(rr, "cooccurrence_")
+    assert rr.warm_statistics_["warm"].shape == (rr.warm_statistics_["n_users"], 60)
+    names = rr.feature_names_.tolist()
+    assert names.index("user_knn_score") == names.index("cooc_conditional_mean") + 1
+    assert names[-2:] == ["plain_score", "plain_rank"]  # the columns 0.1.0 wrote last
+    assert "similar_users_score" not in names
+    X = sp.csr_matrix(np.eye(60, dtype=np.float32)[:8] + np.eye(60, k=3, dtype=np.float32)[:8])
+    again = skfewrec.loads(skfewrec.dumps(rr))
+    np.testing.assert_array_equal(again.recommend(X, k=5)[0], rr.recommend(X, k=5)[0])
+
+
 def test_rebuild_restores_the_booster_from_model_text(fitted, data):
     S = data.X[400:]
     clone_state = pickle.loads(pickle.dumps(fitted))
