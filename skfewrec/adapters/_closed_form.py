@@ -8,6 +8,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from .._core.compat import HasMethods, Interval, StrOptions, _fit_context
 from .._core.conventions import CONVENTIONS
+from .._core.csr import select_entries
 from .._core.threads import blas_limits, effective_n_jobs
 from ..base import (
     DerivedCachesMixin,
@@ -324,9 +325,7 @@ class ClosedFormFoldIn(
         keep = ~self._unknown[X.indices]
         if keep.all():
             return X
-        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[keep]
-        indptr = np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=X.shape[0]))))
-        return type(X)((X.data[keep], X.indices[keep], indptr), shape=X.shape)
+        return select_entries(X, keep, type(X))
 
     def _user_vectors(self, X):
         X = self._drop_unknown_shots(X)

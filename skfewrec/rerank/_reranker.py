@@ -11,6 +11,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 
 from .._core.compat import HasMethods, Interval, _fit_context, check_is_fitted
+from .._core.csr import lookup, sample_episodes
 from .._core.threads import blas_limits, effective_n_jobs
 from .._core.topk import chunked_topk, restrict_items
 from .._core.validation import check_k
@@ -67,68 +68,9 @@ def check_shots_range(n_shots_range):
     return int(n_shots_range[0]), int(n_shots_range[1])
 
 
-def sample_episodes(X, low, high, n_episodes, rng):
-    """Simulated few-shot episodes of warm users: random support, the rest held back.
-
-    Each user with enough interactions gets ``n_episodes`` episodes; each draws
-    its number of shots uniformly in ``[low, high]``, capped so that at least one
-    interaction is held back.
-
-    Parameters
-    ----------
-    X : csr_matrix of shape (n_users, n_items)
-    low, high : int
-        The range of support sizes.
-    n_episodes : int
-        Episodes per user.
-    rng : numpy.random.RandomState
-
-    Returns
-    -------
-    S, Q : csr_matrix of shape (n_episodes_total, n_items)
-        Support and held-back part of each episode.
-    owner : ndarray of shape (n_episodes_total,), int
-        The row of X each episode comes from.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import scipy.sparse as sp
-    >>> from skfewrec.rerank._reranker import sample_episodes
-    >>> X = sp.csr_matrix(np.array([[1.0, 1, 1, 0], [1, 0, 0, 0]]))
-    >>> S, Q, owner = sample_episodes(X, 1, 5, 2, np.random.RandomState(0))
-    >>> owner.tolist(), S.getnnz(axis=1).tolist(), Q.getnnz(axis=1).tolist()
-    ([0, 0], [2, 1], [1, 2])
-    """
-    counts = np.diff(X.indptr)
-    eligible = np.flatnonzero(counts >= low + 1)
-    owner = np.repeat(eligible, n_episodes)
-    E = X[owner]
-    rows = np.repeat(np.arange(owner.size), np.diff(E.indptr))
-    shots = rng.randint(low, high + 1, size=owner.size)
-    shots = np.minimum(shots, counts[owner] - 1)
-    # a random rank of each interaction within its row: random keys, sorted per row
-    order = np.lexsort((rng.random_sample(E.nnz), rows))
-    rank = np.empty(E.nnz, dtype=np.int64)
-    rank[order] = np.arange(E.nnz) - E.indptr[rows[order]]
-    in_support = rank < shots[rows]
-
-    def part(mask):
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[mask], minlength=owner.size))])
-        return sp.csr_matrix((E.data[mask], E.indices[mask], indptr), shape=E.shape)
-
-    return part(in_support), part(~in_support), owner
-
-
 def _labels(Q, candidates):
     """1 where a candidate is among the row's held-back items (Q), else 0."""
-    n_items = Q.shape[1]
-    q_rows = np.repeat(np.arange(Q.shape[0], dtype=np.int64), np.diff(Q.indptr))
-    q_keys = q_rows * n_items + Q.indices  # sorted: Q is canonical CSR
-    keys = np.arange(Q.shape[0], dtype=np.int64)[:, None] * n_items + candidates
-    pos = np.minimum(np.searchsorted(q_keys, keys), max(q_keys.size - 1, 0))
-    hit = (q_keys[pos] == keys) if q_keys.size else np.zeros(keys.shape, dtype=bool)
-    return (hit & (candidates >= 0)).astype(np.float32)
+    return lookup(Q, candidates)[1].astype(np.float32)
 
 
 def _below(head, tail):
