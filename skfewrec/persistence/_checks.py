@@ -29,6 +29,7 @@ MAX_PARAMETER = 1e12
 MAX_N_JOBS = 1024
 #: fitted attributes with one entry per item along the listed axes
 PER_ITEM_AXES = {
+    "idf_": (0,),
     "item_factors_": (0,),
     "item_biases_": (0,),
     "item_counts_": (0,),
@@ -210,19 +211,28 @@ def _probe(n_items, est):
 
 
 def smoke_check(est, label):
-    """A fitted recommender must answer a small probe with in-range ids and finite scores."""
-    n_items = getattr(est, "n_features_in_", None)
+    """A fitted recommender must answer a small probe with in-range ids and finite scores.
+
+    A ``Pipeline`` ending in a recommender is probed through its transformers.
+    """
+    steps = getattr(est, "steps", None)
+    last = steps[-1][1] if isinstance(steps, list) and steps else est
+    n_items = getattr(est if steps is None else steps[0][1], "n_features_in_", None)
     if (
-        not callable(getattr(est, "recommend", None))
+        not callable(getattr(last, "recommend", None))
         or not isinstance(n_items, Integral)
+        or isinstance(n_items, bool)
         # a re-ranker fitted with user features cannot answer without them
-        or getattr(est, "user_side_names_", None) is not None
+        or getattr(last, "user_side_names_", None) is not None
     ):
         return
     k = min(int(n_items), 5)
 
     def answer():
-        return est.recommend(_probe(int(n_items), est), k=k, filter_seen=False)
+        X = _probe(int(n_items), last)
+        if steps is not None:
+            X = est[:-1].transform(X)
+        return last.recommend(X, k=k, filter_seen=False)
 
     ids, scores = guarded("answering a probe", est, label, answer)
     ids, scores = np.asarray(ids), np.asarray(scores)

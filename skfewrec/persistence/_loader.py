@@ -354,7 +354,9 @@ def _decode(meta, arrays, members, label):
         if not isinstance(encoder, InteractionEncoder) or not hasattr(encoder, "item_ids_"):
             raise BundleError(f"{label}: its id maps are not a fitted InteractionEncoder.")
         _check_encoder(estimator, encoder, label)
-    for est in decoder.fitted_nodes:
+    # every fitted node, and the root (a Pipeline is probed through its steps)
+    probed = decoder.fitted_nodes + [n for n in [estimator] if n not in decoder.fitted_nodes]
+    for est in probed:
         smoke_check(est, label)
     return estimator, encoder
 
