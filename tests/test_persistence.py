@@ -375,3 +375,22 @@ def test_round_trip_on_movielens_100k(ml100k_path, tmp_path):
         _same_recommendations(est, loaded, test, k=20)
         _, loaded_enc = skfewrec.load(tmp_path / name, return_encoder=True)
         np.testing.assert_array_equal(loaded_enc.item_ids_, enc.item_ids_)
+
+
+def test_reranker_with_times_round_trips_with_unknown_item_times():
+    """item_time_ is NaN for an item without warm interactions: that NaN is legitimate."""
+    from skfewrec import LightGBMReranker
+    from skfewrec.datasets import make_interactions
+
+    X = make_interactions(n_users=200, n_items=60, random_state=0).X.tolil()
+    X[:, 59] = 0
+    X = X.tocsr()
+    X.eliminate_zeros()
+    times = X.copy()
+    times.data = np.arange(times.nnz, dtype=np.float64)
+    adapter = ClosedFormFoldIn(ALSFactors(n_components=6, random_state=0))
+    rr = LightGBMReranker(
+        adapter, n_candidates=20, n_estimators=5, cv=2, n_episodes=2, random_state=0
+    ).fit(X, timestamps=times)
+    assert np.isnan(rr.item_time_).sum() == 1
+    _same_recommendations(rr, loads(dumps(rr)), X[:20], k=5)

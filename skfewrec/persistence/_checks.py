@@ -7,8 +7,9 @@ Generic rules, applied to every node of a bundle (no per-class loader code):
   not express: every float finite and at most :data:`MAX_PARAMETER` in size,
   ``n_jobs`` a non-zero int of at most :data:`MAX_N_JOBS` threads;
 - every float array, float and sparse matrix among the fitted attributes is
-  finite; per-item attributes have one entry per item of ``n_features_in_``;
-  ``*_ids_`` arrays are unique;
+  finite and at most :data:`MAX_VALUE` in size (NaN only where it means
+  "unknown", :data:`MAY_HOLD_NAN`); per-item attributes have one entry per item
+  of ``n_features_in_``; ``*_ids_`` arrays are unique;
 - ``_rebuild()`` runs inside a guard that turns any exception into
   :class:`BundleError`; then a fitted recommender answers a small probe, which
   must give in-range item ids and finite scores.
@@ -25,6 +26,11 @@ from ._errors import BundleError
 
 #: the largest size of a float hyper-parameter read from a bundle
 MAX_PARAMETER = 1e12
+#: the largest size of a fitted float: scores are sums of products of these with
+#: interaction values, and float32 scores overflow at 3.4e38
+MAX_VALUE = 1e15
+#: fitted float arrays where NaN means "unknown" (and is handled as such)
+MAY_HOLD_NAN = ("item_time_",)
 #: the most threads a bundle may ask for
 MAX_N_JOBS = 1024
 #: fitted attributes with one entry per item along the listed axes
@@ -137,26 +143,41 @@ def _per_item_length(value, axis):
     return shape[axis]
 
 
+def _out_of_range(values, name):
+    """Whether float ``values`` hold a NaN (unless ``name`` may), an inf or a huge value."""
+    if name in MAY_HOLD_NAN:
+        values = values[~np.isnan(values)]
+    with np.errstate(invalid="ignore"):
+        return values.size > 0 and not np.all(np.abs(values) <= MAX_VALUE)
+
+
 def check_fitted(est, label):
     """The public fitted attributes of a restored estimator."""
     fitted = {k: v for k, v in vars(est).items() if k.endswith("_") and not k.startswith("_")}
     for name, value in fitted.items():
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-            if not np.all(np.isfinite(value)):
-                _refuse(label, est, f"attribute {name} holds NaN or infinite values")
-        elif isinstance(value, float) and not math.isfinite(value):
-            _refuse(label, est, f"attribute {name}={value!r} is not finite")
-        elif sp.issparse(value) and value.dtype.kind == "f" and not np.all(np.isfinite(value.data)):
-            _refuse(label, est, f"attribute {name} holds NaN or infinite values")
+            values = value
+        elif isinstance(value, float):
+            values = np.array([value])
+        elif sp.issparse(value) and value.dtype.kind == "f":
+            values = value.data
+        else:
+            values = None
+        if values is not None and _out_of_range(values, name):
+            _refuse(
+                label,
+                est,
+                f"attribute {name} holds NaN, infinite or values beyond {MAX_VALUE:g} in size",
+            )
         if (
             name.endswith("_ids_")
             and isinstance(value, np.ndarray)
             and (value.ndim != 1 or np.unique(value).size != value.size)
         ):
             _refuse(label, est, f"attribute {name} is not a 1-d array of distinct ids")
-    n_items = fitted.get("n_features_in_", fitted.get("n_items_"))
-    if n_items is None:
+    if "n_features_in_" not in fitted and "n_items_" not in fitted:
         return
+    n_items = fitted.get("n_features_in_", fitted.get("n_items_"))
     if isinstance(n_items, bool) or not isinstance(n_items, Integral) or not 1 <= n_items < 2**31:
         _refuse(label, est, f"n_features_in_={n_items!r} is not a catalogue size")
     if "item_ids_" in fitted and len(fitted["item_ids_"]) != n_items:
