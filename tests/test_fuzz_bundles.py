@@ -123,13 +123,14 @@ def run_python(code, *args, timeout):
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def _users(n_items, seed):
-    """A few users with 0 to 10 shots of values 1 to 3."""
+def _users(n_items, seed, rating_scale=None):
+    """A few users with 0 to 10 shots of values 1 to 3 (or inside a declared rating scale)."""
     rng = np.random.default_rng(seed)
+    low, high = (1, 3) if rating_scale is None else rating_scale
     rows = []
     for n_shots in (0, 1, 3, min(10, n_items)):
         row = np.zeros(n_items, dtype=np.float32)
-        row[rng.choice(n_items, n_shots, replace=False)] = rng.integers(1, 4, n_shots)
+        row[rng.choice(n_items, n_shots, replace=False)] = rng.uniform(low, high, n_shots)
         rows.append(row)
     return sp.csr_matrix(np.array(rows))
 
@@ -144,7 +145,7 @@ def outcome(data, seed=0):
     if not hasattr(last, "n_features_in_"):
         return "valid"  # an unfitted model: nothing to answer
     n_items = last.n_features_in_
-    X = _users(n_items, seed)
+    X = _users(n_items, seed, getattr(last, "rating_scale", None))
     if hasattr(model, "steps"):
         X = model[:-1].transform(X)
     k = min(5, n_items)
@@ -183,6 +184,7 @@ def test_every_kind_round_trips_in_format_2(bundles):
         ("n_jobs", 1.5, "n_jobs=1.5"),
         ("n_jobs", 100000, "n_jobs=100000"),
         ("prior", "bayes", "prior"),
+        ("rating_scale", [0, 0], "rating_scale must satisfy 0 < low <= high"),
     ],
 )
 def test_hyper_parameters_are_validated(bundles, param, value, message):
@@ -297,6 +299,13 @@ def test_flipped_compression_byte_is_a_bundle_error(bundles):
     data = _patch_zip_entry(bundles["closed_form_none"], META, method=99)
     with pytest.raises(BundleError, match="NotImplementedError|compression"):
         loads(data)
+    # a flipped "version needed to extract" byte of the central directory
+    data = bytearray(bundles["closed_form_none"])
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        central = zf.start_dir  # the outer zip's (arrays.npz holds a zip of its own)
+    data[central + 6] = 84
+    with pytest.raises(BundleError, match="zip file version 8.4"):
+        loads(bytes(data))
 
 
 def test_a_small_zip_declaring_a_huge_member_is_refused_unread(bundles):

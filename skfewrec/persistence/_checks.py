@@ -50,6 +50,17 @@ PER_ITEM_AXES = {
 }
 
 
+def _check_rating_scale(value):
+    from ..factors._explicit import check_rating_scale
+
+    check_rating_scale(value)
+
+
+#: checks of a parameter that ``fit`` runs but ``_parameter_constraints`` cannot
+#: express (a loaded estimator is never fitted), by parameter name
+_FIT_TIME_RULES = {"rating_scale": _check_rating_scale}
+
+
 def _refuse(label, est, what):
     raise BundleError(f"{label}: {type(est).__name__} {what}; refusing the bundle.")
 
@@ -95,6 +106,9 @@ def check_params(est, label):
             est._validate_params()
         if hasattr(est, "_check_settings"):
             est._check_settings()
+        for name, rule in _FIT_TIME_RULES.items():
+            if params.get(name) is not None:
+                rule(params[name])
     except (ValueError, TypeError) as exc:
         raise BundleError(
             f"{label}: {type(est).__name__} has an invalid parameter: {exc}"

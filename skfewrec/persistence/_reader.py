@@ -107,7 +107,7 @@ class Reader:
     def _open_zip(self, source):
         try:
             self._zip = zipfile.ZipFile(source)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        except Exception as exc:  # BadZipFile, NotImplementedError (a version byte), ...
             raise BundleError(
                 f"{self.label} is not a readable skfewrec bundle: not a directory bundle and "
                 f"not a valid zip file ({exc}); it may be truncated. Save the model again."
