@@ -6,8 +6,9 @@ Generic rules, applied to every node of a bundle (no per-class loader code):
   ``_check_settings`` where it has one), then a numeric sanity the constraints do
   not express: every float finite and at most :data:`MAX_PARAMETER` in size,
   ``n_jobs`` a non-zero int of at most :data:`MAX_N_JOBS` threads;
-- every float array, float and sparse matrix among the fitted attributes is
-  finite and at most :data:`MAX_VALUE` in size (NaN only where it means
+- every fitted number is checked like a float parameter; every float array and
+  sparse matrix among the fitted attributes is finite and at most
+  :data:`MAX_VALUE` in size (NaN only where it means
   "unknown", :data:`MAY_HOLD_NAN`); per-item attributes have one entry per item
   of ``n_features_in_``; ``*_ids_`` arrays are unique;
 - ``_rebuild()`` runs inside a guard that turns any exception into
@@ -24,7 +25,7 @@ import scipy.sparse as sp
 from .._core.threads import blas_limits, effective_n_jobs
 from ._errors import BundleError
 
-#: the largest size of a float hyper-parameter read from a bundle
+#: the largest size of a float hyper-parameter, or fitted number, read from a bundle
 MAX_PARAMETER = 1e12
 #: the largest size of a fitted float: scores are sums of products of these with
 #: interaction values, and float32 scores overflow at 3.4e38
@@ -70,14 +71,10 @@ def _check_number(value, name, label, est):
         return
     if isinstance(value, Integral):
         if abs(int(value)) > 2**62:
-            _refuse(label, est, f"parameter {name}={value} is out of range")
+            _refuse(label, est, f"{name}={value} is out of range")
         return
     if not math.isfinite(value) or abs(value) > MAX_PARAMETER:
-        _refuse(
-            label,
-            est,
-            f"parameter {name}={value!r} is not a finite number of at most {MAX_PARAMETER:g}",
-        )
+        _refuse(label, est, f"{name}={value!r} is not a finite number of at most {MAX_PARAMETER:g}")
 
 
 def check_params(est, label):
@@ -169,10 +166,12 @@ def check_fitted(est, label):
     """The public fitted attributes of a restored estimator."""
     fitted = {k: v for k, v in vars(est).items() if k.endswith("_") and not k.startswith("_")}
     for name, value in fitted.items():
+        if isinstance(value, Real) and not isinstance(value, bool):
+            # a fitted number is a setting in use (regularization_, confidence_scale_)
+            _check_number(float(value), name, label, est)
+            continue
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
             values = value
-        elif isinstance(value, float):
-            values = np.array([value])
         elif sp.issparse(value) and value.dtype.kind == "f":
             values = value.data
         else:
