@@ -340,13 +340,13 @@ def test_member_longer_than_its_manifest_entry_is_cut_while_streaming(bundles, t
 
 
 def test_member_larger_than_the_limits_is_refused(bundles, monkeypatch):
-    from skfewrec.persistence import _reader
+    from skfewrec.persistence import limits
 
-    monkeypatch.setattr(_reader, "MAX_MEMBER_BYTES", 1000)
+    monkeypatch.setattr(limits, "member_bytes", 1000)
     with pytest.raises(BundleError, match="more than the limit of 1000 bytes per member"):
         loads(bundles["ease"])
-    monkeypatch.setattr(_reader, "MAX_MEMBER_BYTES", 2**30)
-    monkeypatch.setattr(_reader, "MAX_TOTAL_BYTES", 20_000)
+    monkeypatch.setattr(limits, "member_bytes", 2**30)
+    monkeypatch.setattr(limits, "total_bytes", 20_000)
     with pytest.raises(BundleError, match="past its limit of 20000 decompressed bytes"):
         loads(bundles["ease"])
 

@@ -21,9 +21,9 @@ Format versions (``FORMAT_VERSION`` is written; every older one is read):
    ``load(..., return_encoder=True)``, never attached to the estimator.
 
 Loading is a parser, not a trust decision: checksums are not a signature, so
-every member is read within size limits (:data:`MAX_MEMBER_BYTES`,
-:data:`MAX_TOTAL_BYTES`, :data:`MAX_JSON_BYTES`, :data:`MAX_JSON_DEPTH`,
-:data:`MAX_EXPANSION`, counted while streaming), directory members must be
+every member is read within the size limits of ``skfewrec.persistence.limits``
+(bytes per member and per bundle, counted while streaming; JSON size and depth;
+compression ratio), directory members must be
 regular files, only allow-listed classes are instantiated (skfewrec's
 estimators, scikit-learn's ``Pipeline`` and ``FrozenEstimator``), parameters
 pass the estimators' own constraints plus numeric sanity, arrays and sparse
@@ -36,29 +36,19 @@ Nothing is unpickled and nothing is evaluated.
 from ._errors import BundleError
 from ._format import ARRAYS, FORMAT_VERSION, MANIFEST, META
 from ._loader import load, loads, read_metadata
-from ._reader import (
-    MAX_EXPANSION,
-    MAX_JSON_BYTES,
-    MAX_JSON_DEPTH,
-    MAX_MEMBER_BYTES,
-    MAX_TOTAL_BYTES,
-)
+from ._reader import limits
 from ._writer import dumps, save
 
 __all__ = [
     "ARRAYS",
     "FORMAT_VERSION",
     "MANIFEST",
-    "MAX_EXPANSION",
-    "MAX_JSON_BYTES",
-    "MAX_JSON_DEPTH",
-    "MAX_MEMBER_BYTES",
-    "MAX_TOTAL_BYTES",
     "META",
     "BundleError",
     "dumps",
     "load",
     "loads",
     "read_metadata",
+    "limits",
     "save",
 ]

@@ -29,10 +29,10 @@ from ._format import (
 )
 from ._lightgbm import canonical_model_text
 from ._reader import (
-    MAX_JSON_BYTES,
     Budget,
     LazyArrays,
     Reader,
+    limits,
     parse_json,
     read_capped,
     sha256_stream,
@@ -128,7 +128,7 @@ def _read_members(reader, budget):
             "Bundles are written by skfewrec.save or `skfewrec fit`."
         )
     with fh:
-        raw = read_capped(fh, MAX_JSON_BYTES, MANIFEST, label)
+        raw = read_capped(fh, limits.json_bytes, MANIFEST, label)
     manifest = parse_json(raw, MANIFEST, label)
     _check_versions(manifest, MANIFEST, label)
     listed = manifest.get("members")
@@ -137,8 +137,8 @@ def _read_members(reader, budget):
     if len(listed) > _MAX_MEMBERS:
         raise BundleError(f"{label}: {MANIFEST} lists more than {_MAX_MEMBERS} members.")
     entries = {name: _entry(name, entry, label) for name, entry in listed.items()}
-    if entries[META][0] > MAX_JSON_BYTES:
-        raise BundleError(f"{label}: {META} is larger than {MAX_JSON_BYTES} bytes.")
+    if entries[META][0] > limits.json_bytes:
+        raise BundleError(f"{label}: {META} is larger than {limits.json_bytes} bytes.")
     members = {}
     for name, (size, digest) in entries.items():
         if name != ARRAYS:

@@ -13,21 +13,22 @@ import os
 import stat
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from ._errors import BundleError
 
-#: the largest member, or array, read (decompressed bytes)
-MAX_MEMBER_BYTES = 4 * 2**30
-#: the largest total of decompressed bytes read from one bundle
-MAX_TOTAL_BYTES = 8 * 2**30
-#: the largest JSON member (manifest.json, meta.json)
-MAX_JSON_BYTES = 64 * 2**20
-#: the deepest nesting of lists and objects in a JSON member
-MAX_JSON_DEPTH = 100
-#: a compressed member may expand at most this many times (plus 1 MiB)
-MAX_EXPANSION = 100
+#: the resource limits of loading, for the whole process (set an attribute to change
+#: one): decompressed bytes per member or array, per bundle, per JSON member; the
+#: nesting depth of JSON; how many times a compressed member may expand
+limits = SimpleNamespace(
+    member_bytes=4 * 2**30,
+    total_bytes=8 * 2**30,
+    json_bytes=64 * 2**20,
+    json_depth=100,
+    expansion=100,
+)
 
 _CHUNK = 2**20
 _ARRAY_KINDS = "biufU"
@@ -38,28 +39,30 @@ class Budget:
 
     def __init__(self, label, total=None):
         self.label = label
-        self.left = MAX_TOTAL_BYTES if total is None else total
+        self.left = limits.total_bytes if total is None else total
 
     def take(self, n_bytes, what):
-        if n_bytes > MAX_MEMBER_BYTES:
+        if n_bytes > limits.member_bytes:
             raise BundleError(
                 f"{self.label}: {what} holds {n_bytes} bytes, more than the limit of "
-                f"{MAX_MEMBER_BYTES} bytes per member (skfewrec.persistence.MAX_MEMBER_BYTES)."
+                f"{limits.member_bytes} bytes per member "
+                "(skfewrec.persistence.limits.member_bytes)."
             )
         if n_bytes > self.left:
             raise BundleError(
-                f"{self.label}: {what} takes the bundle past its limit of {MAX_TOTAL_BYTES} "
-                "decompressed bytes (skfewrec.persistence.MAX_TOTAL_BYTES)."
+                f"{self.label}: {what} takes the bundle past its limit of "
+                f"{limits.total_bytes} decompressed bytes "
+                "(skfewrec.persistence.limits.total_bytes)."
             )
         self.left -= n_bytes
 
 
 def check_expansion(info, what, label):
     """Refuse a zip member declaring far more bytes than it stores (a zip bomb), unread."""
-    if info.file_size > MAX_EXPANSION * info.compress_size + _CHUNK:
+    if info.file_size > limits.expansion * info.compress_size + _CHUNK:
         raise BundleError(
             f"{label}: {what} declares {info.file_size} bytes stored in {info.compress_size}: "
-            f"more than {MAX_EXPANSION} times expanded, refused unread (a zip bomb?)."
+            f"more than {limits.expansion} times expanded, refused unread (a zip bomb?)."
         )
 
 
@@ -181,7 +184,7 @@ def _depth(doc):
         value, depth = stack.pop()
         if isinstance(value, dict | list):
             deepest = max(deepest, depth)
-            if depth > MAX_JSON_DEPTH:
+            if depth > limits.json_depth:
                 break
             items = value.values() if isinstance(value, dict) else value
             stack.extend((v, depth + 1) for v in items)
@@ -199,9 +202,9 @@ def parse_json(data, name, label):
         raise BundleError(
             f"{label}: {name} is not valid JSON ({reason}); the bundle is corrupted."
         ) from None
-    if _depth(doc) > MAX_JSON_DEPTH:
+    if _depth(doc) > limits.json_depth:
         raise BundleError(
-            f"{label}: {name} is nested more than {MAX_JSON_DEPTH} levels deep; refused."
+            f"{label}: {name} is nested more than {limits.json_depth} levels deep; refused."
         )
     return doc
 
@@ -222,7 +225,7 @@ class LazyArrays:
         self._cache = {}
         if isinstance(fh, zipfile.ZipExtFile) and fh._compress_type != zipfile.ZIP_STORED:
             # seeking back in a compressed member decompresses it again: read it once
-            fh = io.BytesIO(read_capped(fh, MAX_MEMBER_BYTES, "arrays.npz", label))
+            fh = io.BytesIO(read_capped(fh, limits.member_bytes, "arrays.npz", label))
         try:
             self._zip = zipfile.ZipFile(fh)
             self._infos = {
