@@ -251,7 +251,8 @@ def smoke_check(est, label):
     """
     steps = getattr(est, "steps", None)
     last = steps[-1][1] if isinstance(steps, list) and steps else est
-    n_items = getattr(est if steps is None else steps[0][1], "n_features_in_", None)
+    # a Pipeline's transformers keep the catalogue's columns: the recommender's size
+    n_items = getattr(last, "n_features_in_", None)
     if (
         not callable(getattr(last, "recommend", None))
         or not isinstance(n_items, Integral)
