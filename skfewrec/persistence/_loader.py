@@ -89,8 +89,18 @@ def _missing(name, label):
 
 
 def _verify(reader, name, size, digest, budget, *, keep):
-    """Stream a member against its manifest entry; its bytes (keep) or its open file."""
-    budget.take(size, f"member {name!r}")
+    """Stream a member against its manifest entry; its bytes (keep) or its open file.
+
+    A kept member counts against the bundle's budget; ``arrays.npz`` is not kept
+    (its arrays count when read), so it is only bounded by the bundle's total.
+    """
+    if keep:
+        budget.take(size, f"member {name!r}")
+    elif size > limits.total_bytes:
+        raise BundleError(
+            f"{reader.label}: member {name!r} holds {size} bytes, more than the limit of "
+            f"{limits.total_bytes} per bundle (skfewrec.persistence.limits.total_bytes)."
+        )
     fh = reader.open(name)
     if fh is None:
         raise _missing(name, reader.label)
