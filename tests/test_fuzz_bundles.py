@@ -335,7 +335,8 @@ def test_member_longer_than_its_manifest_entry_is_cut_while_streaming(bundles, t
     (path / META).write_bytes(meta + b" " * 2**22)  # 4 MiB more than listed
     manifest["members"][META]["size"] = len(meta)
     (path / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="holds more than the .* bytes its manifest lists"):
+    message = f"meta.json' holds more than {len(meta)} bytes \\(what its manifest lists"
+    with pytest.raises(BundleError, match=message):
         skfewrec.load(path)
 
 

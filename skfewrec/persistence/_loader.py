@@ -6,6 +6,7 @@ them): members are read within size limits, every value is checked before use
 (:mod:`._lightgbm`), and every failure is one :class:`BundleError`.
 """
 
+import hashlib
 import importlib
 import os
 
@@ -104,8 +105,14 @@ def _verify(reader, name, size, digest, budget, *, keep):
     fh = reader.open(name)
     if fh is None:
         raise _missing(name, reader.label)
+    what = f"member {name!r}"
     try:
-        actual, n_bytes = sha256_stream(fh, size, f"member {name!r}", reader.label)
+        if keep:
+            data = read_capped(fh, size, what, reader.label)
+            n_bytes, actual = len(data), hashlib.sha256(data).hexdigest()
+        else:
+            actual, n_bytes = sha256_stream(fh, size, what, reader.label)
+            fh.seek(0)
         if n_bytes != size:
             raise BundleError(
                 f"{reader.label} is truncated or corrupted: member {name!r} has {n_bytes} "
@@ -117,13 +124,11 @@ def _verify(reader, name, size, digest, budget, *, keep):
                 "does not match the manifest, so the bundle was modified or corrupted after "
                 "it was saved. Save the model again."
             )
-        fh.seek(0)
-        if not keep:
-            return fh
-        data = fh.read(size)
     except BaseException:
         fh.close()
         raise
+    if not keep:
+        return fh
     fh.close()
     return data
 

@@ -77,8 +77,8 @@ def read_capped(fh, limit, what, label, digest=None):
         total += len(chunk)
         if total > limit:
             raise BundleError(
-                f"{label} is corrupted: {what} holds more than the {limit} bytes its "
-                "manifest lists."
+                f"{label} is corrupted or too large: {what} holds more than {limit} bytes "
+                "(what its manifest lists, or a limit of skfewrec.persistence.limits)."
             )
         if digest is None:
             chunks.append(chunk)
