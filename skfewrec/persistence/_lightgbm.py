@@ -14,7 +14,7 @@ import re
 #: LightGBM's integers and decimal numbers (no nan/inf, no hex, bounded exponents)
 _INT = re.compile(r"-?[0-9]{1,10}\Z")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?\Z")
-_FEATURE_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,200}\Z")
+_FEATURE_NAME = re.compile(r"[^\s\",:\[\]{}=]{1,256}\Z")  # what LightGBM allows, no "="
 _OBJECTIVE = re.compile(
     r"(?:lambdarank|rank_xendcg|regression|binary sigmoid:[0-9]+(?:\.[0-9]+)?)\Z"
 )
