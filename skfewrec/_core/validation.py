@@ -2,12 +2,92 @@
 
 Each check raises an error that names the parameter, says what was wrong and how
 to fix it. Nothing is silently dropped or clipped.
+
+Interaction values are refused at the door when they are not finite, negative,
+or larger than :data:`MAX_INTERACTION_VALUE` (one million). The bound is
+generous for real counts (the largest play count of Last.fm-360K is about
+420,000; ratings, clicks and purchases are far smaller) and leaves a wide margin
+below what breaks the models: a confidence ``1 + scale * value`` enters
+float32 Gram matrices as its square (EASE's ``X^T X`` overflows float32 above
+about 1.8e19), implicit's ALS refuses to fit and the fold-in's Cholesky solve
+loses positive definiteness from about 1e15, and 1e300 is not a float32 at all.
+Larger values are almost always a unit mistake (milliseconds, bytes, ids in
+the value column); rescale them, e.g. with ``np.log1p`` or
+:class:`skfewrec.preprocessing.LogConfidence`.
 """
 
 from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
+
+#: the largest interaction value accepted (see the module's docstring for why)
+MAX_INTERACTION_VALUE = 1e6
+
+
+def check_values(values, name):
+    """Check raw interaction values: finite, non-negative, at most ``MAX_INTERACTION_VALUE``.
+
+    Runs on the values as given (before any cast to float32, which would turn
+    1e300 into inf and hide what was wrong).
+
+    Parameters
+    ----------
+    values : ndarray
+        The values (any real dtype).
+    name : str
+        What holds them, for the messages (``"X"``, ``"column 'plays'"``).
+
+    Returns
+    -------
+    values : ndarray
+        ``values``, unchanged.
+
+    Raises
+    ------
+    ValueError
+        Naming the first offending value and the rule.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._core.validation import check_values
+    >>> check_values(np.array([1.0, 3.0]), "X")
+    array([1., 3.])
+    >>> check_values(np.array([1.0, 1e20]), "X")
+    Traceback (most recent call last):
+    ...
+    ValueError: X has 1 value(s) above 1e+06, the largest interaction value skfewrec accepts ...
+    """
+    values = np.asarray(values)
+    if not values.size or values.dtype == bool:
+        return values
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(values)
+        if not finite.all():
+            bad = values[~finite]
+            raise ValueError(
+                f"{name} has {bad.size} NaN or infinite value(s) (the first is {bad[0]}); "
+                "interaction values must be finite numbers. Drop or impute them first."
+            )
+        smallest, largest = values.min(), values.max()
+    if smallest < 0:
+        raise ValueError(
+            f"Negative values in data passed as {name}: {name} has "
+            f"{int(np.sum(values < 0))} negative value(s) (the smallest is {smallest:g}); "
+            "confidences must be >= 0. Use 0 for 'no interaction'; for explicit ratings "
+            "use objective='explicit' where available."
+        )
+    if largest > MAX_INTERACTION_VALUE:
+        raise ValueError(
+            f"{name} has {int(np.sum(values > MAX_INTERACTION_VALUE))} value(s) above "
+            f"{MAX_INTERACTION_VALUE:g}, the largest interaction value skfewrec accepts (the "
+            f"largest is {largest:g}): confidences that large overflow float32 or make the "
+            "solves ill-conditioned. Values of this size are usually a unit mistake "
+            "(milliseconds, bytes, ids); rescale them, e.g. np.log1p(values) or "
+            "skfewrec.preprocessing.LogConfidence."
+        )
+    return values
 
 
 def check_interactions(
@@ -62,6 +142,7 @@ def check_interactions(
         if X.ndim != 2:
             raise ValueError(f"{name} must be 2-dimensional, got {X.ndim} dimensions.")
         _check_real_dtype(X.dtype, name)
+        check_values(X.data, name)
         X = sp.csr_matrix(X, dtype=dtype, copy=copy)
     else:
         arr = np.asarray(X) if not hasattr(X, "to_numpy") else X.to_numpy()
@@ -81,6 +162,7 @@ def check_interactions(
                 f"Reshape your data: {name} must be 2-dimensional of shape (n_users, n_items), "
                 f"got an array of shape {arr.shape}. For a single user use x.reshape(1, -1)."
             )
+        check_values(arr, name)
         X = sp.csr_matrix(arr.astype(dtype, copy=False))
     if X.shape[0] == 0:
         raise ValueError(
@@ -98,23 +180,12 @@ def check_interactions(
             "Encode new users with the same item ids as the training data "
             "(InteractionEncoder.transform), so columns line up."
         )
-    data = X.data
-    if not np.all(np.isfinite(data)):
-        n_bad = int(np.sum(~np.isfinite(data)))
-        raise ValueError(
-            f"{name} has {n_bad} NaN or infinite value(s); confidences must be finite. "
-            "Drop or impute them before fitting."
-        )
-    if data.size and data.min() < 0:
-        n_neg = int(np.sum(data < 0))
-        raise ValueError(
-            f"Negative values in data passed as {name}: {name} has {n_neg} negative value(s) "
-            f"(the smallest is {data.min():g}); confidences must be >= 0. Use 0 for "
-            "'no interaction'; for explicit ratings use objective='explicit' where available."
-        )
     if not X.has_canonical_format:
         X = X.copy() if not copy else X
         X.sum_duplicates()
+    if X.nnz and X.data.max() > MAX_INTERACTION_VALUE:
+        # repeated cells were summed: the sums obey the same bound
+        check_values(X.data, name)
     if X.nnz and np.any(X.data == 0):
         X = X.copy()
         X.eliminate_zeros()
