@@ -261,3 +261,37 @@ def check_item_indices(items, n_items, *, name="items"):
             "item indices are column numbers of the fitted interaction matrix."
         )
     return np.unique(arr)
+
+
+def check_flag(value, name):
+    """Check a yes/no option: True or False (numpy's bools too), nothing merely truthy.
+
+    ``filter_seen="no"`` would otherwise filter, since any non-empty string is true.
+
+    Parameters
+    ----------
+    value : object
+        The option's value.
+    name : str
+        The parameter name for the message.
+
+    Returns
+    -------
+    value : bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._core.validation import check_flag
+    >>> check_flag(np.True_, "filter_seen")
+    True
+    >>> check_flag("no", "filter_seen")
+    Traceback (most recent call last):
+    ...
+    TypeError: filter_seen must be True or False, got 'no' of type str.
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(
+            f"{name} must be True or False, got {value!r} of type {type(value).__name__}."
+        )
+    return bool(value)
