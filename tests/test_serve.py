@@ -1,6 +1,7 @@
 """The HTTP scoring service, through a real uvicorn server on loopback."""
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -300,47 +301,26 @@ def test_create_app_refuses_bad_settings(model):
         create_app(object())
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_cli_serve_runs_a_real_server(model, tmp_path):
-    path = skfewrec.save(model, tmp_path / "m.zip")
-    port = _free_port()
+def test_cli_serve_announces_only_when_it_accepts(model, encoder, tmp_path):
+    """The "serving ... on URL" line comes once the socket accepts: one request, no retry;
+    --port 0 announces the port it got."""
+    path = skfewrec.save(model, tmp_path / "m.zip", encoder=encoder)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "skfewrec",
-            "serve",
-            str(path),
-            "--port",
-            str(port),
-            "-q",
-            "--max-k",
-            "5",
-        ],
+        [sys.executable, "-m", "skfewrec", "serve", str(path), "--port", "0", "--max-k", "5"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=dict(os.environ),
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stderr.read().decode()
-                assert time.monotonic() < deadline, "the server did not start in 60 s"
-                time.sleep(0.2)
-        assert health.json() == {"status": "ok"}
-        answer = httpx.post(
-            f"http://127.0.0.1:{port}/recommend", json={"items": ["m3"], "k": 6}, timeout=10
-        )
+        line = proc.stderr.readline().decode()
+        assert line.startswith("serving ClosedFormFoldIn from "), line
+        url = line.split(" on ", 1)[1].split()[0]
+        assert not url.endswith(":0")
+        assert httpx.get(f"{url}/health", timeout=30).json() == {"status": "ok"}
+        answer = httpx.post(f"{url}/recommend", json={"items": ["m3"], "k": 6}, timeout=10)
         assert answer.status_code == 422 and "limit of 5" in answer.json()["detail"]
+        answer = httpx.post(f"{url}/recommend", json={"items": ["m3"], "k": 5}, timeout=10)
+        assert answer.json()["items"] == _expected(model, ["m3"], k=5)[0]
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -436,3 +416,129 @@ def test_cli_http_and_python_give_one_answer(kind, small_interactions, tmp_path,
                     np.testing.assert_allclose(line["scores"], want, rtol=0, atol=1e-6)
     finally:
         server.should_exit = True
+
+
+# ---------------------------------------------------------------- hostile input (issue 12)
+def test_integers_over_the_json_digit_limit_get_a_400(model, encoder):
+    # integers over Python's 4300-digit conversion limit were 500s
+    server, url = serve_in_thread(create_app(model, encoder=encoder))
+    big = b"1" + b"0" * 4400
+    try:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            for path, content in (
+                ("/recommend", b'{"items": ["m1"], "k": ' + big + b"}"),
+                ("/recommend", b'{"items": [' + big + b"]}"),
+                ("/recommend", b'{"items": ["m1"], "values": [' + big + b"]}"),
+                ("/recommend/batch", b'{"users": [{"items": [' + big + b"]}]}"),
+            ):
+                answer = client.post(path, content=content)
+                assert answer.status_code == 400, answer.text
+                assert "4300" in answer.json()["detail"]
+    finally:
+        server.should_exit = True
+
+
+def test_ids_beyond_int64_without_id_maps_and_no_paths_in_model(model, tmp_path):
+    plain = ClosedFormFoldIn(factors=model.factors_).fit(np.eye(model.n_features_in_)[:50])
+    path = skfewrec.save(plain, tmp_path / "secret-name.zip")
+    server, url = serve_in_thread(create_app(path))
+    try:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            for items in ([2**70], [-(2**70)], [2**63]):
+                bad = client.post("/recommend", json={"items": [0, *items], "k": 3})
+                assert bad.status_code == 422, bad.text
+                assert "outside [0, 120)" in bad.json()["detail"]
+            ok = client.post("/recommend", json={"items": [0], "exclude": [2**70], "k": 3})
+            assert ok.status_code == 200
+            described = client.get("/model").text
+            assert "secret-name" not in described and str(tmp_path) not in described
+            assert "/" not in "".join(str(v) for v in json.loads(described)["params"].values())
+    finally:
+        server.should_exit = True
+
+
+class _LoggedRecords(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.fixture
+def server_logs():
+    """Every record of skfewrec.serve and uvicorn (which does not propagate to the root)."""
+    handler = _LoggedRecords()
+    loggers = [logging.getLogger(name) for name in ("skfewrec.serve", "uvicorn", "uvicorn.error")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+    yield handler.records
+    for lg, level in zip(loggers, levels):
+        lg.removeHandler(handler)
+        lg.setLevel(level)
+
+
+def test_a_failing_model_answers_a_json_500_and_logs_one_line(server_logs):
+    from skfewrec import MostPopular
+
+    broken = MostPopular().fit(np.eye(6))
+    server, url = serve_in_thread(create_app(broken))
+    try:
+        broken.item_popularity_[:] = np.nan  # a corrupt model: recommend answers -1 ids
+        with httpx.Client(base_url=url, timeout=10) as client:
+            answer = client.post("/recommend", json={"items": [0], "k": 3})
+            assert client.get("/health").status_code == 200  # still serving
+    finally:
+        server.should_exit = True
+    assert answer.status_code == 500
+    assert "empty slots" in answer.json()["detail"]
+    errors = [r for r in server_logs if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None
+    assert "\n" not in errors[0].getMessage()
+
+
+def test_client_disconnect_mid_body_logs_one_line(model, encoder, server_logs):
+    server, url = serve_in_thread(create_app(model, encoder=encoder))
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        for _ in range(3):
+            with socket.create_connection((host, int(port))) as sock:
+                sock.sendall(
+                    b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b'Content-Length: 1000\r\n\r\n{"items": ['
+                )
+                time.sleep(0.1)
+        time.sleep(0.5)
+        assert httpx.get(url + "/health", timeout=10).status_code == 200
+    finally:
+        server.should_exit = True
+    assert not [r for r in server_logs if r.exc_info is not None]
+    assert not [r for r in server_logs if r.levelno >= logging.ERROR]
+    disconnects = [r for r in server_logs if "disconnected" in r.getMessage()]
+    assert len(disconnects) == 3
+
+
+def test_serve_startup_errors_are_clear_and_documented(model, encoder, tmp_path, capsys):
+    from skfewrec.apps.cli import main
+
+    path = str(skfewrec.save(model, tmp_path / "m.zip", encoder=encoder))
+    assert main(["serve", path, "--port", "99999"]) == 2
+    assert "a TCP port is from 0 to 65535, got 99999" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", path, "--port", str(port), "-q"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"skfewrec serve: error: cannot listen on 127.0.0.1:{port}: Address already in use; "
+        "another process is using it; stop it or pick another --port."
+    )
+    # 192.0.2.1 (TEST-NET-1) is an address, but not one of this machine
+    assert main(["serve", path, "--host", "192.0.2.1", "--port", "0", "-q"]) == 3
+    err = capsys.readouterr().err
+    assert "cannot listen on 192.0.2.1:0: Cannot assign requested address" in err
+    assert err.count("\n") == 1  # one line, no traceback

@@ -7,6 +7,7 @@ cannot drift from the library: a deny-list, for instance, is applied by
 """
 
 import numpy as np
+import scipy.sparse as sp
 
 from .._core.validation import check_flag
 
@@ -69,8 +70,9 @@ def recommend_rows(estimator, X, *, k, filter_seen=True, items=None, exclude=Non
     Raises
     ------
     ValueError
-        When the model answers a non-finite score or an id outside the catalogue
-        for a filled slot (a broken model: refused rather than passed on).
+        When the model answers a non-finite score, an id outside the catalogue, or
+        an empty slot (-1) while k items remain rankable: a broken model, refused
+        rather than passed on.
 
     Examples
     --------
@@ -87,17 +89,35 @@ def recommend_rows(estimator, X, *, k, filter_seen=True, items=None, exclude=Non
     """
     filter_seen = check_flag(filter_seen, "filter_seen")
     ids, scores = estimator.recommend(X, k=k, filter_seen=filter_seen, items=items, exclude=exclude)
-    filled = ids >= 0
     n_items = int(estimator.n_features_in_)
+    filled = ids >= 0
     broken = (filled & ~np.isfinite(scores)) | (ids >= n_items) | (ids < -1)
-    if broken.any():
-        rows = np.flatnonzero(broken.any(axis=1))
+    # -1 only where fewer than k items remain after the allow-list, deny-list and filter
+    short = filled.sum(axis=1) < np.minimum(k, _n_rankable(X, n_items, filter_seen, items, exclude))
+    if broken.any() or short.any():
+        rows = np.flatnonzero(broken.any(axis=1) | short)
         raise ValueError(
-            f"{type(estimator).__name__}.recommend answered {int(broken.sum())} non-finite "
-            f"score(s) or out-of-range id(s) (first user row {rows[0]}); the model or its "
-            "input is degenerate. Refit it, or check the users' interaction values."
+            f"{type(estimator).__name__}.recommend answered non-finite scores, out-of-range "
+            f"ids or empty slots for {rows.size} user(s) (first row {rows[0]}); the model "
+            "or its input is degenerate. Refit it, or check the interaction values."
         )
     return ids, scores
+
+
+def _n_rankable(X, n_items, filter_seen, items, exclude):
+    """Per row: the items ``recommend`` may return (allowed, not excluded, not seen)."""
+    allowed = np.zeros(n_items, dtype=bool)
+    allowed[np.arange(n_items) if items is None else np.asarray(items, dtype=np.int64)] = True
+    if exclude is not None:
+        allowed[np.asarray(exclude, dtype=np.int64)] = False
+    n_rankable = np.full(X.shape[0], allowed.sum())
+    if filter_seen:
+        X = sp.csr_matrix(X, copy=True)
+        X.sum_duplicates()
+        X.eliminate_zeros()
+        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+        n_rankable -= np.bincount(rows[allowed[X.indices]], minlength=X.shape[0])
+    return n_rankable
 
 
 def recommend_each(estimator, X, options):
