@@ -118,7 +118,7 @@ def test_fold_ins_refuse_huge_values_with_the_one_message(X, factors, value):
         ImplicitFoldIn(factors),
     ):
         est.fit(X)
-        for call in (est.transform, est.decision_function, lambda U: est.recommend(U, k=3)):
+        for call in (est.transform, est.decision_function, est.recommend):
             with pytest.raises(ValueError, match=LIMIT):
                 call(user)
 
