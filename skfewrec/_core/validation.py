@@ -4,11 +4,13 @@ Each check raises an error that names the parameter, says what was wrong and how
 to fix it. Nothing is silently dropped or clipped.
 
 Interaction values are refused at the door when they are not finite, negative,
-or larger than :data:`MAX_INTERACTION_VALUE` (one million). The bound is
-generous for real counts (the largest play count of Last.fm-360K is about
-420,000; ratings, clicks and purchases are far smaller) and leaves a wide margin
-below what breaks the models: a confidence ``1 + scale * value`` enters
-float32 Gram matrices as its square (EASE's ``X^T X`` overflows float32 above
+positive but below :data:`MIN_POSITIVE_VALUE` (float32's smallest normal number,
+about 1.2e-38: float32 would store them as 0 and drop the interaction), or larger
+than :data:`MAX_INTERACTION_VALUE` (one million). The upper bound is generous
+for real counts (ratings, clicks, check-ins and purchases are far smaller; even
+the play count of one listener for one artist rarely reaches the hundreds of
+thousands) and leaves a wide margin below what breaks the models: values enter
+float32 Gram matrices as their squares (EASE's ``X^T X`` overflows float32 above
 about 1.8e19), implicit's ALS refuses to fit and the fold-in's Cholesky solve
 loses positive definiteness from about 1e15, and 1e300 is not a float32 at all.
 Larger values are almost always a unit mistake (milliseconds, bytes, ids in
@@ -23,10 +25,13 @@ import scipy.sparse as sp
 
 #: the largest interaction value accepted (see the module's docstring for why)
 MAX_INTERACTION_VALUE = 1e6
+#: the smallest positive value accepted: float32's smallest normal number; smaller
+#: ones would become 0 (no interaction) or lose their precision in float32
+MIN_POSITIVE_VALUE = float(np.finfo(np.float32).tiny)
 
 
 def check_values(values, name):
-    """Check raw interaction values: finite, non-negative, at most ``MAX_INTERACTION_VALUE``.
+    """Check raw interaction values: finite, 0 or in [MIN_POSITIVE_VALUE, MAX_INTERACTION_VALUE].
 
     Runs on the values as given (before any cast to float32, which would turn
     1e300 into inf and hide what was wrong).
@@ -86,6 +91,15 @@ def check_values(values, name):
             "solves ill-conditioned. Values of this size are usually a unit mistake "
             "(milliseconds, bytes, ids); rescale them, e.g. np.log1p(values) or "
             "skfewrec.preprocessing.LogConfidence."
+        )
+    tiny = ()
+    if values.dtype.kind == "f" and smallest < MIN_POSITIVE_VALUE:
+        tiny = values[(values > 0) & (values < MIN_POSITIVE_VALUE)]
+    if len(tiny):
+        raise ValueError(
+            f"{name} has {tiny.size} positive value(s) below {MIN_POSITIVE_VALUE:.3g} (the "
+            f"smallest is {tiny.min():g}), which float32 cannot hold: they would become 0 "
+            "(no interaction). Use 0 for 'no interaction', or rescale the values."
         )
     return values
 
