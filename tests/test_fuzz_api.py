@@ -46,18 +46,25 @@ GOOD_VALUES = [0.0, -0.0, 5e-324, 1e-30, 0.5, 1.0, 3.0, 1e3, 1e6]
 ODD_VALUES = GOOD_VALUES + [1e6 + 1, 1e30, 1e300, np.nan, np.inf, -np.inf, -1.0, -1e-30]
 
 
-def _profile(n_fast, n_long):
-    common = {
-        "deadline": None,
-        "derandomize": True,
-        "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    }
-    return settings(max_examples=n_fast, **common), settings(max_examples=n_long, **common)
+#: one fast and one long profile of every door; the long one runs with ``pytest -m fuzz``
+PROFILES = ["fast", pytest.param("long", marks=pytest.mark.fuzz)]
 
 
-def _long_profile_only(request):
-    if "fuzz" not in (request.config.option.markexpr or ""):
+def _fuzz(request, profile, prop, inputs, n_examples, **fixed):
+    """Run ``prop(**fixed, **drawn)`` on ``n_examples[profile]`` hypothesis draws of ``inputs``."""
+    if profile == "long" and "fuzz" not in (request.config.option.markexpr or ""):
         pytest.skip("long fuzz profile: run with `pytest -m fuzz`")
+
+    def example(**drawn):
+        prop(**fixed, **drawn)
+
+    settings(
+        max_examples=n_examples[profile],
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )(given(**inputs)(example))()
 
 
 @contextmanager
@@ -249,21 +256,14 @@ recommend_inputs = {
     "options": st.one_of(valid_options, valid_options, valid_options, odd_options),
     "name": st.sampled_from(NAMES),
 }
-FAST_RECOMMEND, LONG_RECOMMEND = _profile(150, 3000)
 
 
-@FAST_RECOMMEND
-@given(**recommend_inputs)
-def test_recommend_transform_fuzz(fitted, X, options, name):
-    _recommend_property(fitted, X, name=name, **options)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_recommend_transform_fuzz(request, profile, fitted):
+    def prop(fitted, X, options, name):
+        _recommend_property(fitted, X, name=name, **options)
 
-
-@pytest.mark.fuzz
-@LONG_RECOMMEND
-@given(**recommend_inputs)
-def test_recommend_transform_fuzz_long(request, fitted, X, options, name):
-    _long_profile_only(request)
-    _recommend_property(fitted, X, name=name, **options)
+    _fuzz(request, profile, prop, recommend_inputs, {"fast": 150, "long": 3000}, fitted=fitted)
 
 
 # ------------------------------------------------------------------ fit
@@ -290,21 +290,11 @@ def _fit_property(X, name):
 
 
 fit_inputs = {"X": matrices(), "name": st.sampled_from(sorted(FITTERS))}
-FAST_FIT, LONG_FIT = _profile(60, 1500)
 
 
-@FAST_FIT
-@given(**fit_inputs)
-def test_fit_fuzz(X, name):
-    _fit_property(X, name)
-
-
-@pytest.mark.fuzz
-@LONG_FIT
-@given(**fit_inputs)
-def test_fit_fuzz_long(request, X, name):
-    _long_profile_only(request)
-    _fit_property(X, name)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_fit_fuzz(request, profile):
+    _fuzz(request, profile, _fit_property, fit_inputs, {"fast": 60, "long": 1500})
 
 
 # ------------------------------------------------------------------ the encoder
@@ -337,21 +327,11 @@ encoder_inputs = {
     "rows": st.lists(st.tuples(odd_ids, odd_ids, odd_numbers), max_size=8),
     "value_col": st.booleans(),
 }
-FAST_ENCODER, LONG_ENCODER = _profile(80, 3000)
 
 
-@FAST_ENCODER
-@given(**encoder_inputs)
-def test_encoder_fuzz(rows, value_col):
-    _encoder_property(rows, value_col)
-
-
-@pytest.mark.fuzz
-@LONG_ENCODER
-@given(**encoder_inputs)
-def test_encoder_fuzz_long(request, rows, value_col):
-    _long_profile_only(request)
-    _encoder_property(rows, value_col)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_encoder_fuzz(request, profile):
+    _fuzz(request, profile, _encoder_property, encoder_inputs, {"fast": 80, "long": 3000})
 
 
 # ------------------------------------------------------------------ the HTTP service
@@ -414,6 +394,7 @@ def _service_property(service, body, batch, which):
         )
     assert answer.status_code < 500, answer.text
     data = answer.json()
+    OUTCOMES["service", "refused" if answer.status_code >= 400 else "answered"] += 1
     if answer.status_code >= 400:
         assert isinstance(data["detail"], str) and data["detail"]
         return
@@ -428,29 +409,16 @@ service_inputs = {
     "batch": st.booleans(),
     "which": st.sampled_from(["ids", "plain"]),
 }
-FAST_SERVICE, LONG_SERVICE = _profile(80, 3000)
 
 
 @pytest.mark.server
-@FAST_SERVICE
-@given(**service_inputs)
-def test_service_fuzz(service, body, batch, which):
-    _service_property(service, body, batch, which)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_service_fuzz(request, profile, service):
+    _fuzz(request, profile, _service_property, service_inputs, {"fast": 80, "long": 3000},
+          service=service)  # fmt: skip
 
 
-@pytest.mark.server
-@pytest.mark.fuzz
-@LONG_SERVICE
-@given(**service_inputs)
-def test_service_fuzz_long(request, service, body, batch, which):
-    _long_profile_only(request)
-    _service_property(service, body, batch, which)
-
-
-@pytest.mark.server
-@FAST_SERVICE
-@given(content=st.binary(max_size=200), batch=st.booleans())
-def test_service_fuzz_raw_bytes(service, content, batch):
+def _raw_bytes_property(service, content, batch):
     client, urls = service
     path = "/recommend/batch" if batch else "/recommend"
     with _no_hang():
@@ -459,12 +427,20 @@ def test_service_fuzz_raw_bytes(service, content, batch):
     assert isinstance(answer.json(), dict)
 
 
+@pytest.mark.server
+@pytest.mark.parametrize("profile", PROFILES)
+def test_service_fuzz_raw_bytes(request, profile, service):
+    inputs = {"content": st.binary(max_size=200), "batch": st.booleans()}
+    _fuzz(request, profile, _raw_bytes_property, inputs, {"fast": 40, "long": 1000},
+          service=service)  # fmt: skip
+
+
 def test_the_fuzz_reached_answers_and_refusals():
     """Runs after the fuzz tests above: each door answered some inputs and refused others
     (a fuzz that only ever hits the first type check proves nothing)."""
     doors = {door for door, _ in OUTCOMES}
     if not doors:
         pytest.skip("run with the fuzz tests of this module")
-    for door in doors & {"recommend", "transform", "decision_function", "fit", "encoder"}:
+    for door in doors:
         assert OUTCOMES[door, "answered"] >= 5 and OUTCOMES[door, "refused"] >= 5, OUTCOMES
     print(dict(OUTCOMES))
