@@ -129,17 +129,7 @@ def effective_n_jobs(n_jobs):
 def implicit_threads(n_jobs):
     """implicit's ``num_threads`` for ``n_jobs``: None keeps implicit's default (0, every core).
 
-    Capped like :func:`effective_n_jobs`.
-
-    Parameters
-    ----------
-    n_jobs : int or None
-        The estimator's ``n_jobs``.
-
-    Returns
-    -------
-    num_threads : int
-        0 (implicit's "every core") for None, else ``effective_n_jobs(n_jobs)``.
+    Any other value is :func:`effective_n_jobs` of it, so capped at the cores too.
 
     Examples
     --------
