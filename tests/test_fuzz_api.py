@@ -177,7 +177,7 @@ def fitted():
 
 def _check_recommendation(est, X, k, answer, *, filter_seen=True, items=None, exclude=None):
     ids, scores = answer
-    n_rows = X.shape[0]
+    n_rows = np.shape(X)[0]
     assert ids.shape == scores.shape == (n_rows, k)
     assert ids.dtype.kind == "i" and ((ids >= -1) & (ids < N_ITEMS)).all(), ids
     filled = ids >= 0
