@@ -312,8 +312,11 @@ def test_cli_serve_announces_only_when_it_accepts(model, encoder, tmp_path):
         env=dict(os.environ),
     )
     try:
-        line = proc.stderr.readline().decode()
-        assert line.startswith("serving ClosedFormFoldIn from "), line
+        lines = [proc.stderr.readline().decode()]
+        while not lines[-1].startswith("serving") and lines[-1] and len(lines) < 20:
+            lines.append(proc.stderr.readline().decode())  # warnings may come first
+        line = lines[-1]
+        assert line.startswith("serving ClosedFormFoldIn from "), lines
         url = line.split(" on ", 1)[1].split()[0]
         assert not url.endswith(":0")
         assert httpx.get(f"{url}/health", timeout=30).json() == {"status": "ok"}
