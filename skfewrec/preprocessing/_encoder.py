@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .._core.compat import StrOptions, _fit_context, check_is_fitted
-from .._core.validation import check_values
+from .._core.validation import MAX_INTERACTION_VALUE, check_values
 
 _N_SHOWN = 5
 
@@ -389,6 +389,10 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         X, T = _cells(
             user_codes, item_codes, values, times, (len(user_ids), self.n_items_), self.dtype
         )
+        if X.nnz and X.data.max() > MAX_INTERACTION_VALUE:
+            # repeated (user, item) rows are summed: the sums obey the same bound
+            what = "event counts" if self.value_col is None else f"sums of {self.value_col!r}"
+            check_values(X.data, f"The encoded matrix ({what} per user and item)")
         return X, T, user_ids
 
     def encode(self, df):
