@@ -404,8 +404,17 @@ def _service_property(service, body, batch, which):
         assert result["scores"] == sorted(result["scores"], reverse=True) or which == "ids"
 
 
+known_ids = st.sampled_from(["i1", "i3", "i29", 0, 3, 29])
+valid_bodies = st.fixed_dictionaries(
+    {"items": st.lists(known_ids, max_size=6)},
+    optional={
+        "k": st.integers(1, 20),
+        "exclude": st.lists(known_ids, max_size=3),
+        "filter_seen": st.booleans(),
+    },
+)
 service_inputs = {
-    "body": st.one_of(request_bodies, json_values),
+    "body": st.one_of(request_bodies, json_values, valid_bodies, valid_bodies),
     "batch": st.booleans(),
     "which": st.sampled_from(["ids", "plain"]),
 }
