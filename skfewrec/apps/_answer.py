@@ -91,11 +91,14 @@ def recommend_rows(estimator, X, *, k, filter_seen=True, items=None, exclude=Non
     ids, scores = estimator.recommend(X, k=k, filter_seen=filter_seen, items=items, exclude=exclude)
     n_items = int(estimator.n_features_in_)
     filled = ids >= 0
-    broken = (filled & ~np.isfinite(scores)) | (ids >= n_items) | (ids < -1)
+    broken = ((filled & ~np.isfinite(scores)) | (ids >= n_items) | (ids < -1)).any(axis=1)
     # -1 only where fewer than k items remain after the allow-list, deny-list and filter
-    short = filled.sum(axis=1) < np.minimum(k, _n_rankable(X, n_items, filter_seen, items, exclude))
-    if broken.any() or short.any():
-        rows = np.flatnonzero(broken.any(axis=1) | short)
+    gaps = np.flatnonzero(~filled.all(axis=1))
+    if gaps.size:
+        rankable = _n_rankable(X[gaps], n_items, filter_seen, items, exclude)
+        broken[gaps] |= filled[gaps].sum(axis=1) < np.minimum(k, rankable)
+    if broken.any():
+        rows = np.flatnonzero(broken)
         raise ValueError(
             f"{type(estimator).__name__}.recommend answered non-finite scores, out-of-range "
             f"ids or empty slots for {rows.size} user(s) (first row {rows[0]}); the model "
@@ -158,7 +161,7 @@ def recommend_each(estimator, X, options):
         rows = np.asarray(rows)
         ids, scores = recommend_rows(
             estimator,
-            X[rows],
+            X if len(groups) == 1 else X[rows],
             k=k,
             filter_seen=filter_seen,
             exclude=np.asarray(exclude, dtype=np.int64) if exclude else None,

@@ -269,7 +269,7 @@ class Scorer:
         idx, unknown = self.items.index(items, name=f"{where}.items")
         known = idx >= 0
         idx, values = idx[known], values[known]
-        if idx.size:
+        if values.sum(dtype=np.float64) > MAX_INTERACTION_VALUE:  # a repeated item may exceed it
             cells, where_cell = np.unique(idx, return_inverse=True)
             if np.bincount(where_cell, weights=values).max() > MAX_INTERACTION_VALUE:
                 raise RequestError(
