@@ -266,10 +266,21 @@ class EASE(_SparseTags, RecommenderMixin, BaseEstimator):
         with blas_limits(effective_n_jobs(self.n_jobs)):
             G = (X.T @ X).toarray().astype(np.float64)
             G[np.diag_indices_from(G)] += self.l2
-            P = np.linalg.inv(G)
-        B = -P / np.diag(P)[None, :]
+            try:
+                P = np.linalg.inv(G)
+            except np.linalg.LinAlgError:
+                P = None
+        with np.errstate(all="ignore"):
+            B = None if P is None else (-P / np.diag(P)[None, :]).astype(np.float32)
+        if B is None or not np.all(np.isfinite(B)):
+            raise ValueError(
+                f"EASE cannot invert X^T X + l2 I with l2={self.l2:g}: the system is "
+                "singular or too ill-conditioned (its weights are not finite in float32). "
+                "Increase l2 (the default is 500), or rescale large interaction values "
+                "(e.g. np.log1p)."
+            )
         B[np.diag_indices_from(B)] = 0.0
-        self.coef_ = B.astype(np.float32)
+        self.coef_ = B
         return self
 
     def _scorer(self, X, columns):
