@@ -36,14 +36,7 @@ def load_bundle(path):
     """
     from ..persistence import load
 
-    try:
-        return load(path, return_encoder=True)
-    except TypeError as exc:
-        # TODO(merge): drop once load(path, return_encoder=True) lands (persist branch)
-        if "return_encoder" not in str(exc):
-            raise
-    estimator = load(path)
-    return estimator, getattr(estimator, "encoder_", None)
+    return load(path, return_encoder=True)
 
 
 def recommend_rows(estimator, X, *, k, filter_seen=True, items=None, exclude=None):
