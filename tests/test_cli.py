@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import skfewrec
+from skfewrec.apps._answer import load_bundle
 from skfewrec.apps.cli import main
 
 FAST = ["--n-components", "4", "--max-iter", "3", "-q"]
@@ -63,10 +64,9 @@ def _run(args, capsys):
 
 
 def test_fit_writes_a_bundle_with_id_maps(bundle, logs):
-    model = skfewrec.load(bundle)
+    model, enc = load_bundle(bundle)
     assert type(model).__name__ == "ClosedFormFoldIn" and model.prior == "gaussian"
     assert model.factors_.n_components == 4
-    enc = model.encoder_
     assert enc.user_col == "uid" and enc.item_col == "movie" and enc.value_col == "stars"
     assert enc.handle_unknown == "ignore"
     np.testing.assert_array_equal(
@@ -98,8 +98,8 @@ def test_fit_reads_parquet_and_binarizes(logs, tmp_path, capsys):
         capsys,
     )
     assert code == 0 and f"-> {path}" in err
-    model = skfewrec.load(path)
-    assert model.prior == "mean" and model.encoder_.value_col is None
+    model, enc = load_bundle(path)
+    assert model.prior == "mean" and enc.value_col is None
 
 
 def test_recommend_csv_with_original_ids(bundle, logs, tmp_path, capsys):
@@ -116,11 +116,11 @@ def test_recommend_csv_with_original_ids(bundle, logs, tmp_path, capsys):
     seen = set(zip(new.uid, new.movie))
     assert not any((u, i) in seen for u, i in zip(top.user, top.item))
     # the same as the model, in-process
-    model = skfewrec.load(bundle)
-    X, users = model.encoder_.encode(new)
+    model, enc = load_bundle(bundle)
+    X, users = enc.encode(new)
     ids, _ = model.recommend(X, k=5)
     first = top[top.user == users[0]].sort_values("rank").item.tolist()
-    assert first == model.encoder_.item_ids_[ids[0]].tolist()
+    assert first == enc.item_ids_[ids[0]].tolist()
 
 
 def test_recommend_jsonl_chunks_and_exclude(bundle, logs, tmp_path, capsys):
