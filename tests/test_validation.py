@@ -198,3 +198,13 @@ def test_tiny_values_are_refused_not_dropped():
     with pytest.raises(ValueError, match="1 positive value\\(s\\) below 1.18e-38"):
         check_interactions(np.array([[5e-324, 1.0]]))
     assert check_interactions(np.array([[1.2e-38, 1.0]])).nnz == 2
+
+
+@pytest.mark.parametrize("fmt", ["dok", "lil", "coo", "csc", "bsr", "dia"])
+def test_every_sparse_format_is_checked_before_the_cast(fmt):
+    X = sp.random(4, 5, density=0.5, format=fmt, random_state=0, dtype=np.float64)
+    assert check_interactions(X).format == "csr"
+    huge = sp.lil_matrix(X)
+    huge[0, 0] = 1e300
+    with pytest.raises(ValueError, match=LIMIT):
+        check_interactions(huge.asformat(fmt))

@@ -156,8 +156,9 @@ def check_interactions(
         if X.ndim != 2:
             raise ValueError(f"{name} must be 2-dimensional, got {X.ndim} dimensions.")
         _check_real_dtype(X.dtype, name)
-        check_values(X.data, name)
-        X = sp.csr_matrix(X, dtype=dtype, copy=copy)
+        X = sp.csr_matrix(X, copy=copy)  # every format (dok, lil, ...) has .data as CSR
+        check_values(X.data, name)  # before the cast: float32 turns 1e300 into inf
+        X = X.astype(dtype, copy=False)
     else:
         arr = np.asarray(X) if not hasattr(X, "to_numpy") else X.to_numpy()
         if arr.dtype == object:
