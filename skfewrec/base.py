@@ -9,7 +9,7 @@ from sklearn.frozen import FrozenEstimator
 
 from ._core.compat import check_is_fitted, validate_data
 from ._core.topk import DEFAULT_BLOCK_BYTES, chunked_topk, factor_topk, restrict_items
-from ._core.validation import check_interactions
+from ._core.validation import check_flag, check_interactions
 
 
 def validate_interactions(estimator, X, *, reset, name="X"):
@@ -152,6 +152,7 @@ class RecommenderMixin:
         scores : ndarray of shape (n_users, k), float32
             Their scores (-inf for empty slots).
         """
+        filter_seen = check_flag(filter_seen, "filter_seen")
         X = self._validate_users(X)
         n_items = X.shape[1]
         seen = X if filter_seen else None
