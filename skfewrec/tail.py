@@ -33,7 +33,7 @@ class PopularityPenalty(RecommenderMixin, BaseEstimator):
     recommender : estimator, default=None
         An unfitted skfewrec recommender. None uses ``ClosedFormFoldIn()`` with
         its default factors seeded by ``random_state``.
-    strength : float, default=0.1
+    strength : float, default=0.05
         The penalty in units of the score spread, >= 0.
     random_state : int, RandomState instance or None, default=None
         Seeds the default recommender and the users sampled for ``sigma``.
@@ -73,7 +73,7 @@ class PopularityPenalty(RecommenderMixin, BaseEstimator):
         "random_state": ["random_state"],
     }
 
-    def __init__(self, recommender=None, *, strength=0.1, random_state=None):
+    def __init__(self, recommender=None, *, strength=0.05, random_state=None):
         self.recommender = recommender
         self.strength = strength
         self.random_state = random_state

@@ -11,9 +11,10 @@ places a new item ``j`` with support users ``S_j`` from three measured signals:
   the warm activity of support user ``s`` (light users say more about an item
   than users who touch everything);
 - **user neighbours**: ``h_u . z_j`` with ``z_j = sum_s w_s h_s`` and ``h`` the
-  IDF-weighted, L2-normalised warm histories: the cosine user-neighbour score,
-  computed through the item's sparse profile over warm items, never through a
-  user x user matrix;
+  warm histories (0/1) with each item weighted ``popularity ** -popularity_power``
+  on the support side (shared popular items say less about two users than shared
+  rare ones): a user-neighbour score computed through the item's sparse profile
+  over warm items, never through a user x user matrix;
 - **item prior**: the ridge map from side features (e.g. genres) to the warm item
   vectors gives each new item a prior mean (without features: the warm items'
   mean, :func:`skfewrec.adapters._priors.warm_prior`), weighted
@@ -28,7 +29,6 @@ from numbers import Real
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, clone
-from sklearn.preprocessing import normalize
 from sklearn.utils import check_random_state
 
 from .._core.compat import Interval, _fit_context, check_is_fitted
@@ -74,6 +74,14 @@ def feature_map(features, item_factors, *, regularization=1.0):
     return np.linalg.solve(F1.T @ F1 + penalty + 1e-9 * np.eye(F1.shape[1]), F1.T @ item_factors)
 
 
+def _binary(X):
+    """0/1 CSR copy of the interactions."""
+    B = sp.csr_matrix(X, dtype=np.float64, copy=True)
+    B.data = (B.data > 0).astype(np.float64)
+    B.eliminate_zeros()
+    return B
+
+
 def _check_features(features, n_items, name):
     F = np.asarray(features, dtype=np.float64)
     if F.ndim != 2 or F.shape[0] != n_items:
@@ -102,11 +110,15 @@ class NewItemRecommender(RecommenderMixin, BaseEstimator):
         ``item_factors_`` (e.g. ``ClosedFormFoldIn``). None uses
         ``ClosedFormFoldIn(ALSFactors(regularization=1.0, confidence_scale=10.0,
         random_state=random_state))``.
-    neighbour_weight : float, default=0.5
+    neighbour_weight : float, default=0.7
         Share of the user-neighbour score in a new item's score, in [0, 1]; the
         rest is the factor score.
-    activity_power : float, default=0.5
-        A support user's weight is ``activity ** -activity_power``.
+    activity_power : float, default=1.0
+        A support user's weight is ``activity ** -activity_power`` (activity: the
+        number of warm items the user touched).
+    popularity_power : float, default=0.5
+        A warm item in a support user's history weighs
+        ``popularity ** -popularity_power`` in the neighbour profile.
     feature_strength : float, default=1.0
         Weight of the item prior: ``feature_strength / (feature_strength + n)``
         for an item with n support users; 0 turns the prior off.
@@ -133,8 +145,11 @@ class NewItemRecommender(RecommenderMixin, BaseEstimator):
     Notes
     -----
     The neighbour part needs the warm users' histories: the estimator keeps
-    them as an L2-normalised sparse matrix (``histories_``), so its size grows
-    with the warm interactions. ``neighbour_weight=0`` leaves them unused.
+    them as a 0/1 sparse matrix (``histories_``), so its size grows with the
+    warm interactions. ``neighbour_weight=0`` leaves them unused.
+
+    The defaults were chosen on the k-shot item protocol of ml-latest-small and
+    Gowalla (``benchmarks/new_items.py``; see the "Long tail" guide).
 
     Examples
     --------
@@ -154,6 +169,7 @@ class NewItemRecommender(RecommenderMixin, BaseEstimator):
         "recommender": "no_validation",
         "neighbour_weight": [Interval(Real, 0, 1, closed="both")],
         "activity_power": [Interval(Real, 0, None, closed="left")],
+        "popularity_power": [Interval(Real, 0, None, closed="left")],
         "feature_strength": [Interval(Real, 0, None, closed="left")],
         "feature_regularization": [Interval(Real, 0, None, closed="left")],
         "random_state": ["random_state"],
@@ -163,8 +179,9 @@ class NewItemRecommender(RecommenderMixin, BaseEstimator):
         self,
         recommender=None,
         *,
-        neighbour_weight=0.5,
-        activity_power=0.5,
+        neighbour_weight=0.7,
+        activity_power=1.0,
+        popularity_power=0.5,
         feature_strength=1.0,
         feature_regularization=1.0,
         random_state=None,
@@ -172,6 +189,7 @@ class NewItemRecommender(RecommenderMixin, BaseEstimator):
         self.recommender = recommender
         self.neighbour_weight = neighbour_weight
         self.activity_power = activity_power
+        self.popularity_power = popularity_power
         self.feature_strength = feature_strength
         self.feature_regularization = feature_regularization
         self.random_state = random_state
@@ -210,8 +228,8 @@ class NewItemRecommender(RecommenderMixin, BaseEstimator):
         V = np.asarray(self.recommender_.item_factors_, dtype=np.float64)
         self.user_factors_ = np.asarray(self.recommender_.transform(X), dtype=np.float64)
         counts = X.getnnz(axis=0)
-        self.idf_ = 1.0 / np.log(2.0 + counts)
-        self.histories_ = normalize(sp.csr_matrix(X @ sp.diags(self.idf_)))
+        self.histories_ = _binary(X)
+        self.item_weights_ = (counts + 1.0) ** -self.popularity_power
         self.activity_ = X.getnnz(axis=1).astype(np.float64) + 1.0
         self.gram_ = V.T @ V
         self.prior_mean_, _ = warm_prior(V)
@@ -275,7 +293,7 @@ class NewItemRecommender(RecommenderMixin, BaseEstimator):
         factor_part = np.asarray(Sw @ U) @ self.gram_
         a = self.neighbour_weight
         if a > 0:
-            profiles = sp.csr_matrix(Sw @ self.histories_)
+            profiles = sp.csr_matrix(Sw @ self.histories_ @ sp.diags(self.item_weights_))
         else:
             profiles = sp.csr_matrix((n_new, self.n_warm_items_))
         if item_features is not None:
@@ -301,7 +319,7 @@ class NewItemRecommender(RecommenderMixin, BaseEstimator):
     def _scorer(self, X, columns):
         warm_X = X[:, : self.n_warm_items_]
         U = np.asarray(self.recommender_.transform(warm_X), dtype=np.float64)
-        H = normalize(sp.csr_matrix(warm_X @ sp.diags(self.idf_)))
+        H = _binary(warm_X)
         V = self.item_factors_ if columns is None else self.item_factors_[columns]
         P = self.item_profiles_ if columns is None else self.item_profiles_[columns]
         Pt = P.T.tocsc()
