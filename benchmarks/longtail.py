@@ -146,10 +146,11 @@ def main(argv=None):
     print(f"best baseline by NDCG: {best}; NDCG of each strength relative to strength 0:")
     for s in STRENGTHS:
         r = summary[f"als_penalty_{s}"]
+        ref = summary[best]
         print(
             f"  strength {s}: ndcg {r['ndcg']['mean'] / plain:.3f}, tail_share "
-            f"{r['tail_share']['mean']:.3f} (best baseline {summary[best]['tail_share']['mean']:.3f}), "
-            f"coverage {r['coverage']['mean']:.3f} (best baseline {summary[best]['coverage']['mean']:.3f})"
+            f"{r['tail_share']['mean']:.3f} (best baseline {ref['tail_share']['mean']:.3f}), "
+            f"coverage {r['coverage']['mean']:.3f} (best baseline {ref['coverage']['mean']:.3f})"
         )
     path = write_json(
         f"longtail_{name}.json",
