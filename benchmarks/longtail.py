@@ -26,7 +26,7 @@ import argparse
 
 import numpy as np
 from _common import DEFAULT_DATA, RESULTS, print_table, write_json
-from new_items import load
+from new_items import load, mean_se
 
 from skfewrec import EASE, ALSFactors, ClosedFormFoldIn, ItemKNN, MostPopular
 from skfewrec.metrics import (
@@ -130,9 +130,7 @@ def main(argv=None):
     for m in models:
         summary[m] = {}
         for key in METRICS:
-            v = np.array([per_seed[s][m][key] for s in args.seeds], dtype=float)
-            se = v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else 0.0
-            summary[m][key] = {"mean": float(np.nanmean(v)), "se": float(se)}
+            summary[m][key] = mean_se([per_seed[s][m][key] for s in args.seeds])
     print("\nmean +- s.e. over seeds:")
     rows = [
         {"model": m, **{k: f"{v['mean']:.4f}+-{v['se']:.4f}" for k, v in summary[m].items()}}

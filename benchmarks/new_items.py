@@ -213,10 +213,18 @@ def summarise(per_seed, seeds):
                 continue
             summary[n][model] = {}
             for key in metrics:
-                v = np.array([per_seed[s][n][model][key] for s in seeds])
-                se = v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else 0.0
-                summary[n][model][key] = {"mean": float(v.mean()), "se": float(se)}
+                summary[n][model][key] = mean_se([per_seed[s][n][model][key] for s in seeds])
     return summary
+
+
+def mean_se(values):
+    """Mean and standard error over seeds (NaN values left out)."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return {"mean": float("nan"), "se": float("nan")}
+    se = v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else 0.0
+    return {"mean": float(v.mean()), "se": float(se)}
 
 
 def main(argv=None):
