@@ -224,7 +224,7 @@ class NewItemRecommender(RecommenderMixin, BaseEstimator):
             The fitted estimator.
         """
         X = validate_interactions(self, X, reset=True)
-        self.recommender_ = self._make_recommender().fit(X)
+        self.recommender_ = self._make_recommender().fit(X, y)
         V = np.asarray(self.recommender_.item_factors_, dtype=np.float64)
         self.user_factors_ = np.asarray(self.recommender_.transform(X), dtype=np.float64)
         counts = X.getnnz(axis=0)
