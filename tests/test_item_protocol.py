@@ -196,3 +196,24 @@ def test_feature_map_recovers_a_linear_map():
     coef = feature_map(F, F @ W + 2.0, regularization=1e-8)
     assert np.allclose(coef[:3], W, atol=1e-6)
     assert np.allclose(coef[3], 2.0, atol=1e-6)
+
+
+def test_new_items_are_servable_after_a_pickle_round_trip(clustered):
+    import pickle
+
+    X, _, _ = clustered
+    rec = NewItemRecommender(base_model(), random_state=0).fit(X[:, :80])
+    loaded = pickle.loads(pickle.dumps(rec))
+    rec.add_items(X[:, 80:])
+    loaded.add_items(X[:, 80:])
+    assert np.array_equal(rec.recommend(X[:50], k=10)[0], loaded.recommend(X[:50], k=10)[0])
+
+
+def test_wrapped_popularity_penalty_adds_new_items(clustered):
+    from skfewrec.tail import PopularityPenalty
+
+    X, _, _ = clustered
+    knob = PopularityPenalty(NewItemRecommender(base_model(), random_state=0), random_state=0)
+    knob.fit(X[:, :80]).add_items(X[:, 80:])
+    ids, _ = knob.recommend(X[:20], k=5, items=np.arange(80, 100))
+    assert ids.min() >= 80 and knob.n_features_in_ == 100
