@@ -30,13 +30,14 @@ Usage::
 
 import argparse
 import copy
+import json
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from _common import DEFAULT_DATA, print_table, write_json
+from _common import DEFAULT_DATA, RESULTS, print_table, write_json
 from sklearn.frozen import FrozenEstimator
 from sklearn.preprocessing import normalize
 
@@ -235,11 +236,30 @@ def main(argv=None):
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--max-iter", type=int, default=15)
     parser.add_argument("--max-users", type=int, default=5000)
+    parser.add_argument(
+        "--seed-files", action="store_true", help="write one file per seed (parallel runs)"
+    )
+    parser.add_argument("--merge", action="store_true", help="summarise the per-seed files")
     args = parser.parse_args(argv)
-    X, T, genres = load(args.data)
     name = args.data.rstrip("/").split("/")[-1]
-    print(f"{name}: {X.shape[0]} users x {X.shape[1]} items, {X.nnz} interactions")
-    per_seed = {s: run_seed(X, T, genres, s, args) for s in args.seeds}
+    if args.merge:  # the per-seed files of runs made with --seed-files
+        per_seed = {}
+        for s in args.seeds:
+            saved = json.loads((RESULTS / f"new_items_kshot_{name}_seed{s}.json").read_text())
+            per_seed[s] = {(int(k) if k.isdigit() else k): v for k, v in saved["result"].items()}
+    else:
+        X, T, genres = load(args.data)
+        print(f"{name}: {X.shape[0]} users x {X.shape[1]} items, {X.nnz} interactions")
+        per_seed = {}
+        for s in args.seeds:
+            per_seed[s] = run_seed(X, T, genres, s, args)
+            if args.seed_files:
+                write_json(
+                    f"new_items_kshot_{name}_seed{s}.json",
+                    {"settings": vars(args), "result": {str(k): v for k, v in per_seed[s].items()}},
+                )
+        if args.seed_files:
+            return
     summary = summarise(per_seed, args.seeds)
     best_baseline = {}
     for n in SHOTS:

@@ -235,9 +235,12 @@ def evaluate_item_kshot(estimator, split, *, k=20, directions=("items", "users")
         out["new_ndcg"] = ndcg_at_k(Q_full, ids_new)
     if "users" in directions:
         n_users = known.shape[0]
+        if callable(getattr(estimator, "_scorer", None)):  # skfewrec: score the new columns only
+            score_block = estimator._scorer(estimator._validate_users(known), new_cols)
+        else:
 
-        def score_block(start, stop):
-            return estimator.decision_function(known[start:stop])[:, new_cols]
+            def score_block(start, stop):
+                return estimator.decision_function(known[start:stop])[:, new_cols]
 
         ids = _top_users(score_block, n_users, n_new, split.support, min(k, n_users), batch)
         Qt = split.query.T.tocsr()
