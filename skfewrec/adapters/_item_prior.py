@@ -148,6 +148,12 @@ class NewItemRecommender(RecommenderMixin, BaseEstimator):
     them as a 0/1 sparse matrix (``histories_``), so its size grows with the
     warm interactions. ``neighbour_weight=0`` leaves them unused.
 
+    Each part of a new item's score is scaled by its spread over the items of
+    the same ``add_items`` call (on a fixed sample of warm users), so items
+    added one at a time get slightly different scales than the same items added
+    together. A user's vector comes from their warm items only: interactions
+    with new items do not move it (``recommend`` still filters them as seen).
+
     The defaults were chosen on the k-shot item protocol of ml-latest-small and
     Gowalla (``benchmarks/new_items.py``; see the "Long tail" guide).
 
