@@ -8,12 +8,12 @@ from sklearn.utils import check_random_state
 
 from ._core.compat import Interval, _fit_context, check_is_fitted
 from ._core.validation import check_interactions
-from .base import RecommenderMixin, validate_interactions
+from .base import RecommenderMixin, SparseInputMixin, validate_interactions
 
 __all__ = ["PopularityPenalty"]
 
 
-class PopularityPenalty(RecommenderMixin, BaseEstimator):
+class PopularityPenalty(SparseInputMixin, RecommenderMixin, BaseEstimator):
     """Wrap a recommender and lower each item's score by a calibrated popularity penalty.
 
     The ranking score of item i for a user becomes::
@@ -147,9 +147,3 @@ class PopularityPenalty(RecommenderMixin, BaseEstimator):
             return inner(start, stop) - shift
 
         return score_block
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.input_tags.positive_only = True
-        return tags

@@ -33,7 +33,7 @@ from sklearn.utils import check_random_state
 
 from .._core.compat import Interval, _fit_context, check_is_fitted
 from .._core.validation import check_interactions
-from ..base import RecommenderMixin, validate_interactions
+from ..base import RecommenderMixin, SparseInputMixin, validate_interactions
 from ._priors import warm_prior
 
 __all__ = ["NewItemRecommender", "feature_map"]
@@ -94,7 +94,7 @@ def _check_features(features, n_items, name):
     return F
 
 
-class NewItemRecommender(RecommenderMixin, BaseEstimator):
+class NewItemRecommender(SparseInputMixin, RecommenderMixin, BaseEstimator):
     """A factor recommender whose new items are placed from their few users and features.
 
     Wraps a fitted-on-``fit`` factor recommender (by default
@@ -335,9 +335,3 @@ class NewItemRecommender(RecommenderMixin, BaseEstimator):
             return scores.astype(np.float32)
 
         return score_block
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.input_tags.positive_only = True
-        return tags
