@@ -15,12 +15,13 @@ The relevance of every recommended item is gathered from the CSR structure of
 O((nnz + n_users * k) log nnz) and there is no Python loop over users.
 """
 
+from functools import partial
 from numbers import Integral
 
 import numpy as np
 
 from ._core.csr import lookup
-from ._core.validation import check_interactions
+from ._core.validation import check_interactions, check_k
 
 __all__ = [
     "METRICS",
@@ -97,16 +98,15 @@ def _check_cutoff(k, n_columns):
         if k < 1:
             raise ValueError("y_pred has 0 columns; pass at least one recommendation per user.")
         return k
-    if isinstance(k, bool) or not isinstance(k, Integral):
-        raise TypeError(f"k must be an integer >= 1 or None, got {k!r} of type {type(k).__name__}.")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}.")
-    if k > n_columns:
-        raise ValueError(
-            f"k={k} is larger than the {n_columns} recommendations per user in y_pred; "
-            f"recommend at least k items, or use k <= {n_columns}."
-        )
-    return int(k)
+    return check_k(
+        k,
+        n_columns,
+        or_none=True,
+        too_large=(
+            "k={k} is larger than the {limit} recommendations per user in y_pred; "
+            "recommend at least k items, or use k <= {limit}."
+        ),
+    )
 
 
 def _rank(y_true, y_pred, k):
@@ -130,6 +130,12 @@ def _rank(y_true, y_pred, k):
             "metric is undefined; pass the query interactions (e.g. from support_query_split)."
         )
     return _Ranked(y_true, ids, k)
+
+
+def _evaluate(per_user, y_true, y_pred, k, average):
+    """One metric: ``per_user`` of the validated top k, then NaNs and the average."""
+    r = _rank(y_true, y_pred, k)
+    return r.finish(per_user(r), average)
 
 
 def _gather(y_true, ids):
@@ -260,8 +266,7 @@ def ndcg_at_k(y_true, y_pred, *, k=None, graded=False, average=True):
     >>> round(ndcg_at_k(y_true, y_pred), 4)
     0.622
     """
-    r = _rank(y_true, y_pred, k)
-    return r.finish(_ndcg(r, graded=graded), average)
+    return _evaluate(partial(_ndcg, graded=graded), y_true, y_pred, k, average)
 
 
 def recall_at_k(y_true, y_pred, *, k=None, average=True):
@@ -300,8 +305,7 @@ def recall_at_k(y_true, y_pred, *, k=None, average=True):
     >>> recall_at_k(y_true, y_pred, average=False)
     array([0.5, 1. ])
     """
-    r = _rank(y_true, y_pred, k)
-    return r.finish(_recall(r), average)
+    return _evaluate(_recall, y_true, y_pred, k, average)
 
 
 def precision_at_k(y_true, y_pred, *, k=None, average=True):
@@ -339,8 +343,7 @@ def precision_at_k(y_true, y_pred, *, k=None, average=True):
     >>> precision_at_k(y_true, y_pred, average=False)
     array([0.5, 0.5])
     """
-    r = _rank(y_true, y_pred, k)
-    return r.finish(_precision(r), average)
+    return _evaluate(_precision, y_true, y_pred, k, average)
 
 
 def map_at_k(y_true, y_pred, *, k=None, average=True):
@@ -378,8 +381,7 @@ def map_at_k(y_true, y_pred, *, k=None, average=True):
     >>> map_at_k(y_true, np.array([[1, 0, 2]]))  # (1/2 + 2/3) / 2
     0.5833333333333333
     """
-    r = _rank(y_true, y_pred, k)
-    return r.finish(_average_precision(r), average)
+    return _evaluate(_average_precision, y_true, y_pred, k, average)
 
 
 def mrr(y_true, y_pred, *, k=None, average=True):
@@ -416,8 +418,7 @@ def mrr(y_true, y_pred, *, k=None, average=True):
     >>> mrr(y_true, np.array([[0, 2, 1], [1, 2, -1]]), average=False)
     array([0.5, 0. ])
     """
-    r = _rank(y_true, y_pred, k)
-    return r.finish(_reciprocal_rank(r), average)
+    return _evaluate(_reciprocal_rank, y_true, y_pred, k, average)
 
 
 def hit_rate_at_k(y_true, y_pred, *, k=None, average=True):
@@ -452,8 +453,7 @@ def hit_rate_at_k(y_true, y_pred, *, k=None, average=True):
     >>> hit_rate_at_k(y_true, np.array([[0, 2], [1, 2]]), average=False)
     array([1., 0.])
     """
-    r = _rank(y_true, y_pred, k)
-    return r.finish(_hit_rate(r), average)
+    return _evaluate(_hit_rate, y_true, y_pred, k, average)
 
 
 def catalogue_coverage(y_pred, n_items, *, k=None):
