@@ -1,0 +1,323 @@
+"""Few-shot knobs chosen from the warm data at fit time: what ``"auto"`` means.
+
+The right ALS regularization moves by orders of magnitude with the size and
+density of the data, and the right prior strength with the factors it sits on; a
+setting that is good for warm users (whole rows) is not the one that is good for
+a user with three clicks. So "auto" measures instead of guessing: it holds out a
+slice of the *warm* users (never the users being recommended to), trains on the
+rest, and scores simulated few-shot episodes of the held-out slice (n random
+shots, the rest of the row as query, NDCG@k averaged over n = 1, 3, 5, 10, 20).
+
+- :func:`choose_prior_strength` scores a fitted adapter at several prior
+  strengths (cheap: the factors are fixed, only the shared solve changes).
+- :func:`choose_als_settings` walks a log grid of (regularization,
+  confidence_scale) by coordinate moves of half a decade, each point scored with
+  its best prior strength, until the centre beats its four neighbours.
+
+Both return the chosen value(s) and a report (every point scored, the episode
+sizes, the time), which the estimators expose after fit. On data too small to
+hold out a useful slice they return the fallback values and say so in the report.
+"""
+
+import time
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ._core.validation import check_interactions
+
+#: what a search falls back to on data too small to measure on (and where it starts)
+FALLBACK = {"regularization": 10.0, "confidence_scale": 10.0, "prior_strength": 1.0}
+
+#: the prior strengths tried by default (1 weighs the prior as one warm user's spread;
+#: 0 is no prior: on sparse catalogues such as Gowalla any prior hurts)
+STRENGTHS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+#: the shot counts of the simulated episodes (the protocol's)
+N_SHOTS = (1, 3, 5, 10, 20)
+
+#: fewest held-out users with a 1-shot episode for a search to be worth running
+MIN_EPISODE_USERS = 30
+
+
+def holdout_users(X, *, fraction=0.2, max_users=1000, random_state=None):
+    """Split warm users (rows) into a part to fit on and a held-out part to score on.
+
+    Parameters
+    ----------
+    X : {array-like, sparse matrix} of shape (n_users, n_items)
+        The warm users' interactions.
+    fraction : float, default=0.2
+        Share of the users held out.
+    max_users : int, default=1000
+        At most this many users are held out (the episodes' cost grows with them).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the draw.
+
+    Returns
+    -------
+    X_fit : scipy.sparse.csr_matrix of shape (n_fit, n_items)
+    X_val : scipy.sparse.csr_matrix of shape (n_val, n_items)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._auto import holdout_users
+    >>> X_fit, X_val = holdout_users(np.eye(10), fraction=0.3, random_state=0)
+    >>> X_fit.shape, X_val.shape
+    ((7, 10), (3, 10))
+    """
+    X = check_interactions(X)
+    rng = check_random_state(random_state)
+    n_val = min(int(round(fraction * X.shape[0])), max_users)
+    order = rng.permutation(X.shape[0])
+    val, fit = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return X[fit], X[val]
+
+
+def episode_scores(recommender, X_val, *, n_shots=N_SHOTS, k=20, min_query=3, random_state=0):
+    """Mean NDCG@k of a fitted recommender on simulated n-shot episodes of held-out users.
+
+    For each n, the users of ``X_val`` with at least ``n + min_query`` interactions
+    get n random shots; the rest of their row is the query.
+
+    Parameters
+    ----------
+    recommender : fitted recommender
+        Anything with ``recommend(X, k, filter_seen=True)``.
+    X_val : sparse matrix of shape (n_users, n_items)
+        Held-out warm users, not used to fit ``recommender``.
+    n_shots : sequence of int, default=(1, 3, 5, 10, 20)
+    k : int, default=20
+    min_query : int, default=3
+    random_state : int, default=0
+        Seeds the shots: the same episodes for every candidate setting.
+
+    Returns
+    -------
+    scores : ndarray of shape (len(n_shots),)
+        NaN where no user has enough interactions for that n.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec import MostPopular
+    >>> from skfewrec._auto import episode_scores
+    >>> X = (np.random.default_rng(0).random((60, 30)) < 0.3).astype(float)
+    >>> episode_scores(MostPopular().fit(X[:40]), X[40:], n_shots=(1, 50)).round(2)
+    array([0.54,  nan])
+    """
+    from .metrics import ndcg_at_k
+    from .model_selection import support_query_split
+
+    X_val = check_interactions(X_val, name="X_val")
+    counts = np.diff(X_val.indptr)
+    scores = np.full(len(n_shots), np.nan)
+    for j, n in enumerate(n_shots):
+        keep = np.flatnonzero(counts >= n + min_query)
+        if keep.size == 0:
+            continue
+        S, Q = support_query_split(X_val[keep], n, random_state=random_state)
+        ids, _ = recommender.recommend(S, k=k, filter_seen=True)
+        scores[j] = ndcg_at_k(Q, ids, k=k)
+    return scores
+
+
+def _enough_episodes(X_val):
+    return int((np.diff(X_val.indptr) >= 2).sum()) >= MIN_EPISODE_USERS
+
+
+def choose_prior_strength(
+    adapter, X_fit, X_val, *, strengths=STRENGTHS, n_shots=N_SHOTS, random_state=0
+):
+    """The prior strength whose episodes score best, for an adapter on fixed factors.
+
+    Parameters
+    ----------
+    adapter : estimator
+        An adapter with a ``prior_strength`` parameter (e.g.
+        ``ClosedFormFoldIn(FrozenEstimator(factors), prior="gaussian")``) whose
+        factors were fitted on ``X_fit`` only. It is fitted here once; each
+        strength then only rebuilds its shared solve.
+    X_fit : sparse matrix of shape (n_fit, n_items)
+        The users the factors were fitted on (the prior is learned from them).
+    X_val : sparse matrix of shape (n_val, n_items)
+        Held-out warm users, scored on simulated episodes.
+    strengths : sequence of float, default=(0, 0.03, 0.1, 0.3, 1, 3, 10)
+    n_shots : sequence of int, default=(1, 3, 5, 10, 20)
+    random_state : int, default=0
+        Seeds the episodes.
+
+    Returns
+    -------
+    strength : float
+        The strength with the best mean NDCG over ``n_shots``.
+    report : dict
+        ``{"strengths", "scores" (one row of per-n NDCG per strength), "n_shots"}``.
+
+    Examples
+    --------
+    >>> from sklearn.frozen import FrozenEstimator
+    >>> from skfewrec import ALSFactors, ClosedFormFoldIn
+    >>> from skfewrec._auto import choose_prior_strength, holdout_users
+    >>> from skfewrec.datasets import make_interactions
+    >>> X = make_interactions(n_users=400, n_items=120, random_state=0).X
+    >>> X_fit, X_val = holdout_users(X, random_state=0)
+    >>> als = FrozenEstimator(ALSFactors(8, random_state=0).fit(X_fit))
+    >>> s, report = choose_prior_strength(
+    ...     ClosedFormFoldIn(als, prior="gaussian"), X_fit, X_val, n_shots=(1, 5))
+    >>> s in report["strengths"]
+    True
+    """
+    est = adapter.fit(X_fit)
+    rows = []
+    for s in strengths:
+        est.set_params(prior_strength=s)
+        est._rebuild()
+        rows.append(episode_scores(est, X_val, n_shots=n_shots, random_state=random_state))
+    scores = np.array(rows)
+    best = int(np.nanargmax(np.nanmean(scores, axis=1)))
+    report = {
+        "strengths": [float(s) for s in strengths],
+        "scores": scores.round(5).tolist(),
+        "n_shots": list(n_shots),
+    }
+    return float(strengths[best]), report
+
+
+def _log_neighbours(point, step):
+    reg, conf = point
+    return [(reg * step, conf), (reg / step, conf), (reg, conf * step), (reg, conf / step)]
+
+
+def choose_als_settings(
+    X,
+    *,
+    n_components=64,
+    max_iter=15,
+    start=(FALLBACK["regularization"], FALLBACK["confidence_scale"]),
+    step=10**0.5,
+    max_moves=4,
+    strengths=STRENGTHS,
+    n_shots=N_SHOTS,
+    holdout=0.2,
+    max_users=1000,
+    n_jobs=None,
+    random_state=None,
+):
+    """ALS regularization, confidence scale and prior strength for few-shot users.
+
+    Holds out a slice of the warm users, fits ALS on the rest at a point of a
+    log grid of (regularization, confidence_scale), and scores the held-out
+    users' simulated episodes with the gaussian-prior closed-form fold-in at its
+    best strength. The point moves to its best neighbour (x or / ``step`` along
+    one axis) until it beats all four, or ``max_moves`` moves were made.
+
+    Parameters
+    ----------
+    X : {array-like, sparse matrix} of shape (n_users, n_items)
+        The warm users' interactions.
+    n_components : int, default=64
+        The factors of the ALS being tuned.
+    max_iter : int, default=15
+        ALS sweeps of each trial fit.
+    start : tuple of (float, float), default=(10.0, 10.0)
+        The first (regularization, confidence_scale).
+    step : float, default=sqrt(10)
+        The multiplicative grid step.
+    max_moves : int, default=4
+        Moves of the centre at most (each move fits up to three new points).
+    strengths : sequence of float, default=(0, 0.03, 0.1, 0.3, 1, 3, 10)
+        Prior strengths tried at each point.
+    n_shots : sequence of int, default=(1, 3, 5, 10, 20)
+        The episode sizes; the score is the mean NDCG@20 over them.
+    holdout : float, default=0.2
+        Share of warm users held out (at most ``max_users``).
+    max_users : int, default=1000
+    n_jobs : int, default=None
+        Threads of the trial fits.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the hold-out, the trial fits and the episodes.
+
+    Returns
+    -------
+    settings : dict
+        ``regularization``, ``confidence_scale`` and ``prior_strength``.
+    report : dict
+        ``points`` (every point scored: settings, per-n NDCG, mean, best
+        strength), ``n_fit_users``, ``n_val_users``, ``seconds``, and
+        ``fallback`` (a reason, when the data were too small to search).
+
+    Examples
+    --------
+    >>> from skfewrec._auto import choose_als_settings
+    >>> from skfewrec.datasets import make_interactions
+    >>> X = make_interactions(n_users=500, n_items=150, random_state=0).X
+    >>> settings, report = choose_als_settings(
+    ...     X, n_components=8, max_iter=5, max_moves=1, n_shots=(1, 5), random_state=0)
+    >>> sorted(settings)
+    ['confidence_scale', 'prior_strength', 'regularization']
+    >>> len(report["points"]) >= 5
+    True
+    """
+    from sklearn.frozen import FrozenEstimator
+
+    from .adapters._closed_form import ClosedFormFoldIn
+    from .factors._als import ALSFactors
+
+    t0 = time.perf_counter()
+    rng = check_random_state(random_state)
+    seed = int(rng.randint(np.iinfo(np.int32).max))
+    X_fit, X_val = holdout_users(X, fraction=holdout, max_users=max_users, random_state=seed)
+    report = {"n_fit_users": X_fit.shape[0], "n_val_users": X_val.shape[0], "points": []}
+    if not _enough_episodes(X_val):
+        report["fallback"] = (
+            f"only {X_val.shape[0]} warm users held out with >= 2 interactions "
+            f"(need {MIN_EPISODE_USERS}); using the fallback settings"
+        )
+        report["seconds"] = time.perf_counter() - t0
+        return dict(FALLBACK), report
+
+    scored = {}
+
+    def score(point):
+        key = tuple(round(float(v), 6) for v in point)
+        if key not in scored:
+            als = ALSFactors(
+                n_components,
+                regularization=key[0],
+                confidence_scale=key[1],
+                max_iter=max_iter,
+                random_state=seed,
+                n_jobs=n_jobs,
+            ).fit(X_fit)
+            adapter = ClosedFormFoldIn(FrozenEstimator(als), prior="gaussian", n_jobs=n_jobs)
+            s, sub = choose_prior_strength(
+                adapter, X_fit, X_val, strengths=strengths, n_shots=n_shots, random_state=seed
+            )
+            per_n = np.asarray(sub["scores"])[sub["strengths"].index(s)]
+            scored[key] = float(np.nanmean(per_n))
+            report["points"].append(
+                {
+                    "regularization": key[0],
+                    "confidence_scale": key[1],
+                    "prior_strength": s,
+                    "ndcg": per_n.tolist(),
+                    "mean": scored[key],
+                }
+            )
+        return scored[key], key
+
+    centre = score(start)
+    for _ in range(max_moves):
+        best = max([score(p) for p in _log_neighbours(centre[1], step)] + [centre])
+        if best[1] == centre[1]:
+            break
+        centre = best
+    chosen = next(
+        p for p in report["points"] if (p["regularization"], p["confidence_scale"]) == centre[1]
+    )
+    report["n_shots"] = list(n_shots)
+    report["seconds"] = time.perf_counter() - t0
+    settings = {k: chosen[k] for k in ("regularization", "confidence_scale", "prior_strength")}
+    return settings, report
