@@ -8,11 +8,17 @@ slice of the *warm* users (never the users being recommended to), trains on the
 rest, and scores simulated few-shot episodes of the held-out slice (n random
 shots, the rest of the row as query, NDCG@k averaged over n = 1, 3, 5, 10, 20).
 
-- :func:`choose_prior_strength` scores a fitted adapter at several prior
-  strengths (cheap: the factors are fixed, only the shared solve changes).
+- :func:`choose_prior` scores a fitted adapter at several prior strengths and
+  support shrinkages (cheap: the factors are fixed, only the shared solve, or
+  only the user vectors, change).
 - :func:`choose_als_settings` walks a log grid of (regularization,
   confidence_scale) by coordinate moves of half a decade, each point scored with
-  its best prior strength, until the centre beats its four neighbours.
+  its best prior, until the centre beats its four neighbours.
+
+The support shrinkage (:func:`shrink_to_support`) pulls a user's vector toward the
+mean vector of the warm users who share their shots, with a weight that fades as
+shots accumulate: a 1-shot user gets "what the users who took this item have in
+common", which beats both popularity and a plain fold-in on MovieLens.
 
 Both return the chosen value(s) and a report (every point scored, the episode
 sizes, the time), which the estimators expose after fit. On data too small to
@@ -27,11 +33,19 @@ from sklearn.utils import check_random_state
 from ._core.validation import check_interactions
 
 #: what a search falls back to on data too small to measure on (and where it starts)
-FALLBACK = {"regularization": 10.0, "confidence_scale": 10.0, "prior_strength": 1.0}
+FALLBACK = {
+    "regularization": 10.0,
+    "confidence_scale": 10.0,
+    "prior_strength": 1.0,
+    "shrinkage": 3.0,
+}
 
 #: the prior strengths tried by default (1 weighs the prior as one warm user's spread;
 #: 0 is no prior: on sparse catalogues such as Gowalla any prior hurts)
 STRENGTHS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+#: the support shrinkages tried by default (``kappa`` of :func:`shrink_to_support`)
+SHRINKAGES = (0.0, 1.0, 3.0, 10.0, 30.0)
 
 #: the shot counts of the simulated episodes (the protocol's)
 N_SHOTS = (1, 3, 5, 10, 20)
@@ -123,14 +137,115 @@ def episode_scores(recommender, X_val, *, n_shots=N_SHOTS, k=20, min_query=3, ra
     return scores
 
 
+def item_conditional_means(X, U):
+    """For each item, the mean vector of the warm users who interacted with it.
+
+    ``m_i = mean of U[u] over users u with X[u, i] > 0``: the "users who took this
+    also took" direction of the item in the factor space, which a user with one
+    shot on ``i`` is most likely to share. Zero for an item without users.
+
+    Parameters
+    ----------
+    X : {array-like, sparse matrix} of shape (n_users, n_items)
+        The warm users' interactions.
+    U : ndarray of shape (n_users, n_components)
+        Their vectors (fold-ins of their rows).
+
+    Returns
+    -------
+    means : ndarray of shape (n_items, n_components), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._auto import item_conditional_means
+    >>> item_conditional_means(np.array([[1, 0], [1, 1]]), np.array([[2.0], [4.0]]))
+    array([[3.],
+           [4.]], dtype=float32)
+    """
+    X = check_interactions(X)
+    B = X.copy()
+    B.data[:] = 1.0
+    counts = np.asarray(B.sum(axis=0)).ravel()
+    sums = np.asarray(B.T @ np.asarray(U, dtype=np.float64))
+    return (sums / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
+
+
+def shrink_to_support(U, X, item_means, shrinkage):
+    """Pull each user's vector toward the item-conditional means of their shots.
+
+    ``u <- (1 - w) u + w mean_{i in S} m_i`` with ``w = shrinkage / (shrinkage + n)``
+    and ``n`` the user's number of shots: a user with one shot mostly gets what the
+    warm users who share that shot have in common; with many shots, their own
+    fold-in. Items whose mean is zero (unknown to the warm users) are left out of
+    the average; a user without known shots keeps ``u``.
+
+    Parameters
+    ----------
+    U : ndarray of shape (n_users, n_components)
+        The users' fold-in vectors.
+    X : sparse matrix of shape (n_users, n_items)
+        Their shots.
+    item_means : ndarray of shape (n_items, n_components)
+        From :func:`item_conditional_means`.
+    shrinkage : float
+        ``kappa`` above, >= 0 (0 leaves ``U`` unchanged).
+
+    Returns
+    -------
+    U : ndarray of shape (n_users, n_components), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._auto import shrink_to_support
+    >>> means = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> shrink_to_support(np.zeros((1, 2)), np.array([[1, 0]]), means, 1.0)
+    array([[0.5, 0. ]], dtype=float32)
+    """
+    U = np.asarray(U, dtype=np.float32)
+    if shrinkage == 0:
+        return U
+    X = check_interactions(X)
+    known = np.any(item_means != 0, axis=1).astype(np.float32)
+    B = X.copy()
+    B.data = known[X.indices]
+    n = np.asarray(B.sum(axis=1)).ravel()
+    pulled = np.asarray(B @ item_means) / np.maximum(n, 1.0)[:, None]
+    w = np.where(n > 0, shrinkage / (shrinkage + n), 0.0)[:, None]
+    return ((1.0 - w) * U + w * pulled).astype(np.float32)
+
+
 def _enough_episodes(X_val):
     return int((np.diff(X_val.indptr) >= 2).sum()) >= MIN_EPISODE_USERS
 
 
-def choose_prior_strength(
-    adapter, X_fit, X_val, *, strengths=STRENGTHS, n_shots=N_SHOTS, random_state=0
+class _ShrunkAdapter:
+    """A fitted adapter whose user vectors are shrunk toward their shots' item means."""
+
+    def __init__(self, adapter, item_means, shrinkage):
+        self.adapter, self.item_means, self.shrinkage = adapter, item_means, shrinkage
+
+    def recommend(self, X, k, filter_seen=True):
+        from ._core.topk import factor_topk
+
+        X = check_interactions(X)
+        U = shrink_to_support(self.adapter.transform(X), X, self.item_means, self.shrinkage)
+        seen = X if filter_seen else None
+        return factor_topk(U, self.adapter.item_factors_, k, seen=seen)
+
+
+def choose_prior(
+    adapter,
+    X_fit,
+    X_val,
+    *,
+    strengths=STRENGTHS,
+    shrinkages=SHRINKAGES,
+    n_shots=N_SHOTS,
+    random_state=0,
 ):
-    """The prior strength whose episodes score best, for an adapter on fixed factors.
+    """The prior strength and support shrinkage whose episodes score best.
 
     Parameters
     ----------
@@ -138,51 +253,63 @@ def choose_prior_strength(
         An adapter with a ``prior_strength`` parameter (e.g.
         ``ClosedFormFoldIn(FrozenEstimator(factors), prior="gaussian")``) whose
         factors were fitted on ``X_fit`` only. It is fitted here once; each
-        strength then only rebuilds its shared solve.
+        strength then only rebuilds its shared solve, and each shrinkage only
+        moves the user vectors (:func:`shrink_to_support`).
     X_fit : sparse matrix of shape (n_fit, n_items)
         The users the factors were fitted on (the prior is learned from them).
     X_val : sparse matrix of shape (n_val, n_items)
         Held-out warm users, scored on simulated episodes.
     strengths : sequence of float, default=(0, 0.03, 0.1, 0.3, 1, 3, 10)
+    shrinkages : sequence of float, default=(0, 1, 3, 10, 30)
+        Use ``(0,)`` to choose the strength alone.
     n_shots : sequence of int, default=(1, 3, 5, 10, 20)
     random_state : int, default=0
         Seeds the episodes.
 
     Returns
     -------
-    strength : float
-        The strength with the best mean NDCG over ``n_shots``.
+    chosen : dict
+        ``prior_strength`` and ``shrinkage`` with the best mean NDCG over ``n_shots``.
     report : dict
-        ``{"strengths", "scores" (one row of per-n NDCG per strength), "n_shots"}``.
+        ``{"strengths", "shrinkages", "scores", "n_shots"}``, ``scores`` of shape
+        (strengths, shrinkages, n_shots) as nested lists.
 
     Examples
     --------
     >>> from sklearn.frozen import FrozenEstimator
     >>> from skfewrec import ALSFactors, ClosedFormFoldIn
-    >>> from skfewrec._auto import choose_prior_strength, holdout_users
+    >>> from skfewrec._auto import choose_prior, holdout_users
     >>> from skfewrec.datasets import make_interactions
     >>> X = make_interactions(n_users=400, n_items=120, random_state=0).X
     >>> X_fit, X_val = holdout_users(X, random_state=0)
     >>> als = FrozenEstimator(ALSFactors(8, random_state=0).fit(X_fit))
-    >>> s, report = choose_prior_strength(
+    >>> chosen, report = choose_prior(
     ...     ClosedFormFoldIn(als, prior="gaussian"), X_fit, X_val, n_shots=(1, 5))
-    >>> s in report["strengths"]
+    >>> chosen["prior_strength"] in report["strengths"]
     True
     """
     est = adapter.fit(X_fit)
-    rows = []
-    for s in strengths:
-        est.set_params(prior_strength=s)
+    means = item_conditional_means(X_fit, est.factors_.user_factors_)
+    scores = np.full((len(strengths), len(shrinkages), len(n_shots)), np.nan)
+    for a, strength in enumerate(strengths):
+        est.set_params(prior_strength=strength)
         est._rebuild()
-        rows.append(episode_scores(est, X_val, n_shots=n_shots, random_state=random_state))
-    scores = np.array(rows)
-    best = int(np.nanargmax(np.nanmean(scores, axis=1)))
+        for b, shrinkage in enumerate(shrinkages):
+            scores[a, b] = episode_scores(
+                _ShrunkAdapter(est, means, shrinkage),
+                X_val,
+                n_shots=n_shots,
+                random_state=random_state,
+            )
+    mean = np.nanmean(scores, axis=2)
+    a, b = np.unravel_index(int(np.nanargmax(mean)), mean.shape)
     report = {
-        "strengths": [float(s) for s in strengths],
+        "strengths": [float(v) for v in strengths],
+        "shrinkages": [float(v) for v in shrinkages],
         "scores": scores.round(5).tolist(),
         "n_shots": list(n_shots),
     }
-    return float(strengths[best]), report
+    return {"prior_strength": float(strengths[a]), "shrinkage": float(shrinkages[b])}, report
 
 
 def _log_neighbours(point, step):
@@ -199,6 +326,7 @@ def choose_als_settings(
     step=10**0.5,
     max_moves=4,
     strengths=STRENGTHS,
+    shrinkages=SHRINKAGES,
     n_shots=N_SHOTS,
     holdout=0.2,
     max_users=1000,
@@ -242,7 +370,8 @@ def choose_als_settings(
     Returns
     -------
     settings : dict
-        ``regularization``, ``confidence_scale`` and ``prior_strength``.
+        ``regularization``, ``confidence_scale``, ``prior_strength`` and
+        ``shrinkage``.
     report : dict
         ``points`` (every point scored: settings, per-n NDCG, mean, best
         strength), ``n_fit_users``, ``n_val_users``, ``seconds``, and
@@ -256,7 +385,7 @@ def choose_als_settings(
     >>> settings, report = choose_als_settings(
     ...     X, n_components=8, max_iter=5, max_moves=1, n_shots=(1, 5), random_state=0)
     >>> sorted(settings)
-    ['confidence_scale', 'prior_strength', 'regularization']
+    ['confidence_scale', 'prior_strength', 'regularization', 'shrinkage']
     >>> len(report["points"]) >= 5
     True
     """
@@ -292,16 +421,24 @@ def choose_als_settings(
                 n_jobs=n_jobs,
             ).fit(X_fit)
             adapter = ClosedFormFoldIn(FrozenEstimator(als), prior="gaussian", n_jobs=n_jobs)
-            s, sub = choose_prior_strength(
-                adapter, X_fit, X_val, strengths=strengths, n_shots=n_shots, random_state=seed
+            prior, sub = choose_prior(
+                adapter,
+                X_fit,
+                X_val,
+                strengths=strengths,
+                shrinkages=shrinkages,
+                n_shots=n_shots,
+                random_state=seed,
             )
-            per_n = np.asarray(sub["scores"])[sub["strengths"].index(s)]
+            a = sub["strengths"].index(prior["prior_strength"])
+            b = sub["shrinkages"].index(prior["shrinkage"])
+            per_n = np.asarray(sub["scores"])[a, b]
             scored[key] = float(np.nanmean(per_n))
             report["points"].append(
                 {
                     "regularization": key[0],
                     "confidence_scale": key[1],
-                    "prior_strength": s,
+                    **prior,
                     "ndcg": per_n.tolist(),
                     "mean": scored[key],
                 }
@@ -319,5 +456,5 @@ def choose_als_settings(
     )
     report["n_shots"] = list(n_shots)
     report["seconds"] = time.perf_counter() - t0
-    settings = {k: chosen[k] for k in ("regularization", "confidence_scale", "prior_strength")}
+    settings = {k: chosen[k] for k in FALLBACK}
     return settings, report

@@ -9,7 +9,7 @@ from skfewrec import ALSFactors, ClosedFormFoldIn
 from skfewrec._auto import (
     FALLBACK,
     choose_als_settings,
-    choose_prior_strength,
+    choose_prior,
     episode_scores,
     holdout_users,
 )
@@ -44,7 +44,11 @@ def _strength_for(X):
         ALSFactors(8, regularization=1.0, confidence_scale=10.0, random_state=0).fit(X_fit)
     )
     adapter = ClosedFormFoldIn(als, prior="gaussian")
-    return choose_prior_strength(adapter, X_fit, X_val, strengths=STRENGTHS, n_shots=(1, 3))
+    chosen, report = choose_prior(
+        adapter, X_fit, X_val, strengths=STRENGTHS, shrinkages=(0.0,), n_shots=(1, 3)
+    )
+    report["scores"] = [row[0] for row in report["scores"]]
+    return chosen["prior_strength"], report
 
 
 def test_prior_strength_strong_when_users_share_one_taste():
@@ -69,7 +73,9 @@ def test_prior_strength_weak_when_one_shot_reveals_the_taste():
 def test_als_search_lands_near_the_grid_optimum():
     """From a poor start, the coordinate search ends within 2% of the full grid's best."""
     X = _blocks(500, 90, 6, 0.25, 0.02, seed=1)
-    kwargs = dict(n_components=8, max_iter=8, n_shots=(1, 3, 5), strengths=(0.0, 1.0))
+    kwargs = dict(
+        n_components=8, max_iter=8, n_shots=(1, 3, 5), strengths=(0.0, 1.0), shrinkages=(0.0,)
+    )
     settings, report = choose_als_settings(
         X, start=(100.0, 0.1), step=10.0, max_moves=4, random_state=0, **kwargs
     )
