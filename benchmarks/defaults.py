@@ -40,7 +40,7 @@ from fewshot import (
 )
 
 from skfewrec import ALSFactors, ClosedFormFoldIn, GradientFoldIn, LightGBMReranker
-from skfewrec._auto import choose_als_settings
+from skfewrec._auto import _ShrunkAdapter, choose_als_settings, item_conditional_means
 
 
 def _seeded(cls, seed):
@@ -62,7 +62,12 @@ def _auto_parts(X, seed, n_components):
 def _closed_form_auto(X, seed, args):
     als, settings, report = _auto_parts(X, seed, args.n_components)
     est = ClosedFormFoldIn(als, prior="gaussian", prior_strength=settings["prior_strength"])
-    return est.fit(X), {"settings": settings, "search_seconds": report["seconds"]}
+    est.fit(X)
+    if "shrinkage" in est.get_params():  # the estimator does it itself
+        return est, {"settings": settings, "search_seconds": report["seconds"]}
+    means = item_conditional_means(X, est.factors_.user_factors_)
+    shrunk = _ShrunkAdapter(est, means, settings["shrinkage"])
+    return shrunk, {"settings": settings, "search_seconds": report["seconds"]}
 
 
 def _gradient_auto(X, seed, args):

@@ -226,8 +226,18 @@ def curve(estimator, X, users, k, seed, recommend_kwargs=None):
     return pd.DataFrame(rows, index=pd.Index(list(users), name="n_shots"))
 
 
-def _extended(grid, axes, best_points, rounds_left):
-    """The grid with each axis in ``axes`` grown by one value past any edge a best sits on."""
+def _edge_gain(scores, best, axis, inner, n):
+    """How much the best point beats its neighbour one step inside the grid, at n."""
+    neighbour = scores.get(_key({**best, axis: inner}))
+    if neighbour is None:
+        return np.inf
+    return scores[_key(best)][1].loc[n] / max(neighbour[1].loc[n], 1e-12) - 1.0
+
+
+def _extended(grid, axes, scores, best, rounds_left, tol=0.002):
+    """The grid with each axis in ``axes`` grown by one value past an edge where a
+    best point sits and still gains (more than ``tol``, relative) over its inner
+    neighbour: flat ends are not chased."""
     if rounds_left <= 0:
         return None
     grown = False
@@ -236,13 +246,20 @@ def _extended(grid, axes, best_points, rounds_left):
         values = sorted(grid[axis])
         if len(values) < 2:
             continue
-        chosen = {p[axis] for p in best_points}
         integer = all(isinstance(v, int) for v in values)
-        if values[-1] in chosen:
+        top = any(
+            p[axis] == values[-1] and _edge_gain(scores, p, axis, values[-2], n) > tol
+            for n, p in best.items()
+        )
+        bottom = any(
+            p[axis] == values[0] and _edge_gain(scores, p, axis, values[1], n) > tol
+            for n, p in best.items()
+        )
+        if top:
             new = values[-1] * values[-1] / values[-2]
             values.append(int(round(new)) if integer else float(new))
             grown = True
-        if values[0] in chosen and values[0] > 0:
+        if bottom and values[0] > 0:
             new = values[0] * values[0] / values[1]
             if not integer or new >= 1:
                 values.insert(0, max(int(round(new)), 1) if integer else float(new))
@@ -300,7 +317,7 @@ class Tuner:
                 if verbose:
                     print(f"    {params}: " + " ".join(f"{v:.4f}" for v in c["ndcg"]))
             best = self._best(scores)
-            grid = _extended(grid, spec.extend, list(best.values()), rounds)
+            grid = _extended(grid, spec.extend, scores, best, rounds)
             rounds -= 1
         return self._best(scores)
 
