@@ -26,6 +26,7 @@ hold out a useful slice they return the fallback values and say so in the report
 """
 
 import time
+import warnings
 
 import numpy as np
 from sklearn.utils import check_random_state
@@ -34,8 +35,8 @@ from ._core.validation import check_interactions
 
 #: what a search falls back to on data too small to measure on (and where it starts)
 FALLBACK = {
-    "regularization": 10.0,
-    "confidence_scale": 10.0,
+    "regularization": 30.0,
+    "confidence_scale": 30.0,
     "prior_strength": 1.0,
     "shrinkage": 3.0,
 }
@@ -243,6 +244,9 @@ def choose_prior(
     strengths=STRENGTHS,
     shrinkages=SHRINKAGES,
     n_shots=N_SHOTS,
+    k=20,
+    min_query=3,
+    n_jobs=1,
     random_state=0,
 ):
     """The prior strength and support shrinkage whose episodes score best.
@@ -263,8 +267,14 @@ def choose_prior(
     shrinkages : sequence of float, default=(0, 1, 3, 10, 30)
         Use ``(0,)`` to choose the strength alone.
     n_shots : sequence of int, default=(1, 3, 5, 10, 20)
+    k : int, default=20
+        The cut-off of NDCG.
+    min_query : int, default=3
+        The least number of held-back interactions of a scored user.
+    n_jobs : int, default=1
+        Threads of the top-k.
     random_state : int, default=0
-        Seeds the episodes.
+        Seeds the episodes (see :func:`episode_scores`).
 
     Returns
     -------
@@ -272,7 +282,9 @@ def choose_prior(
         ``prior_strength`` and ``shrinkage`` with the best mean NDCG over ``n_shots``.
     report : dict
         ``{"strengths", "shrinkages", "scores", "n_shots"}``, ``scores`` of shape
-        (strengths, shrinkages, n_shots) as nested lists.
+        (strengths, shrinkages, n_shots) as nested lists (NaN: not scored; the
+        search scores every strength with no and with the middle shrinkage, then
+        every shrinkage at the best strength).
 
     Examples
     --------
@@ -288,20 +300,43 @@ def choose_prior(
     >>> chosen["prior_strength"] in report["strengths"]
     True
     """
+    from ._core.topk import factor_topk
+    from .metrics import ndcg_at_k
+    from .model_selection import support_query_split
+
     est = adapter.fit(X_fit)
     means = item_conditional_means(X_fit, est.factors_.user_factors_)
+    X_val = check_interactions(X_val, name="X_val")
+    counts = np.diff(X_val.indptr)
+    episodes = {}
+    for j, n in enumerate(n_shots):
+        keep = np.flatnonzero(counts >= n + min_query)
+        if keep.size:
+            episodes[j] = support_query_split(X_val[keep], n, random_state=random_state)
     scores = np.full((len(strengths), len(shrinkages), len(n_shots)), np.nan)
-    for a, strength in enumerate(strengths):
-        est.set_params(prior_strength=strength)
-        est._rebuild()
-        for b, shrinkage in enumerate(shrinkages):
-            scores[a, b] = episode_scores(
-                _ShrunkAdapter(est, means, shrinkage),
-                X_val,
-                n_shots=n_shots,
-                random_state=random_state,
-            )
-    mean = np.nanmean(scores, axis=2)
+    vectors = {}
+
+    def score(a, b):
+        if a not in vectors:
+            est.set_params(prior_strength=strengths[a])
+            est._rebuild()
+            vectors[a] = {j: est.transform(S) for j, (S, _) in episodes.items()}
+        for j, (S, Q) in episodes.items():
+            V = shrink_to_support(vectors[a][j], S, means, shrinkages[b])
+            ids, _ = factor_topk(V, est.item_factors_, k, seen=S, n_jobs=n_jobs)
+            scores[a, b, j] = ndcg_at_k(Q, ids, k=k)
+
+    # two stages, as the full grid costs a top-k per cell and n: every strength
+    # without shrinkage and with a middle one, then every shrinkage at the best strength
+    middle = len(shrinkages) // 2
+    for a in range(len(strengths)):
+        for b in sorted({0, middle}):
+            score(a, b)
+    best_strength = int(np.nanargmax(np.nanmax(_mean_over_shots(scores), axis=1)))
+    for b in range(len(shrinkages)):
+        if np.isnan(scores[best_strength, b]).all():
+            score(best_strength, b)
+    mean = _mean_over_shots(scores)
     a, b = np.unravel_index(int(np.nanargmax(mean)), mean.shape)
     report = {
         "strengths": [float(v) for v in strengths],
@@ -310,6 +345,13 @@ def choose_prior(
         "n_shots": list(n_shots),
     }
     return {"prior_strength": float(strengths[a]), "shrinkage": float(shrinkages[b])}, report
+
+
+def _mean_over_shots(scores):
+    """Mean over the last axis, NaN where nothing was scored (without the warning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(scores, axis=-1)
 
 
 def _log_neighbours(point, step):
@@ -329,7 +371,7 @@ def choose_als_settings(
     shrinkages=SHRINKAGES,
     n_shots=N_SHOTS,
     holdout=0.2,
-    max_users=1000,
+    max_users=500,
     n_jobs=None,
     random_state=None,
 ):
@@ -349,7 +391,7 @@ def choose_als_settings(
         The factors of the ALS being tuned.
     max_iter : int, default=15
         ALS sweeps of each trial fit.
-    start : tuple of (float, float), default=(10.0, 10.0)
+    start : tuple of (float, float), default=(30.0, 30.0)
         The first (regularization, confidence_scale).
     step : float, default=sqrt(10)
         The multiplicative grid step.
@@ -361,7 +403,7 @@ def choose_als_settings(
         The episode sizes; the score is the mean NDCG@20 over them.
     holdout : float, default=0.2
         Share of warm users held out (at most ``max_users``).
-    max_users : int, default=1000
+    max_users : int, default=500
     n_jobs : int, default=None
         Threads of the trial fits.
     random_state : int, RandomState instance or None, default=None
@@ -428,6 +470,7 @@ def choose_als_settings(
                 strengths=strengths,
                 shrinkages=shrinkages,
                 n_shots=n_shots,
+                n_jobs=n_jobs or 1,
                 random_state=seed,
             )
             a = sub["strengths"].index(prior["prior_strength"])
