@@ -40,7 +40,7 @@ from fewshot import (
 )
 
 from skfewrec import ALSFactors, ClosedFormFoldIn, GradientFoldIn, LightGBMReranker
-from skfewrec._auto import _ShrunkAdapter, choose_als_settings, item_conditional_means
+from skfewrec._auto import choose_als_settings, item_conditional_means, shrink_to_support
 
 
 def _seeded(cls, seed):
@@ -59,15 +59,40 @@ def _auto_parts(X, seed, n_components):
     return als, settings, report
 
 
-def _closed_form_auto(X, seed, args):
+class _ShrunkClosedForm(ClosedFormFoldIn):
+    """ClosedFormFoldIn with the support shrinkage of :mod:`skfewrec._auto`, for
+    library versions whose adapter predates it (the rerank_auto candidates)."""
+
+    def __init__(self, factors=None, *, prior="gaussian", prior_strength=1.0, shrinkage=0.0):
+        super().__init__(factors, prior=prior, prior_strength=prior_strength)
+        self.shrinkage = shrinkage
+
+    def fit(self, X, y=None):
+        super().fit(X)
+        self.item_means_ = item_conditional_means(X, self.factors_.user_factors_)
+        return self
+
+    def _user_vectors(self, X):
+        return shrink_to_support(super()._user_vectors(X), X, self.item_means_, self.shrinkage)
+
+
+def _auto_adapter(X, seed, args):
+    """The closed form as the "auto" defaults build it: settings searched on warm users."""
     als, settings, report = _auto_parts(X, seed, args.n_components)
-    est = ClosedFormFoldIn(als, prior="gaussian", prior_strength=settings["prior_strength"])
-    est.fit(X)
-    if "shrinkage" in est.get_params():  # the estimator does it itself
-        return est, {"settings": settings, "search_seconds": report["seconds"]}
-    means = item_conditional_means(X, est.factors_.user_factors_)
-    shrunk = _ShrunkAdapter(est, means, settings["shrinkage"])
-    return shrunk, {"settings": settings, "search_seconds": report["seconds"]}
+    # the library's own adapter once it has the shrinkage (the ALS carries the seed)
+    lib = "shrinkage" in ClosedFormFoldIn().get_params()
+    est = (ClosedFormFoldIn if lib else _ShrunkClosedForm)(
+        als,
+        prior="gaussian",
+        prior_strength=settings["prior_strength"],
+        shrinkage=settings["shrinkage"],
+    )
+    return est, {"settings": settings, "search_seconds": report["seconds"]}
+
+
+def _closed_form_auto(X, seed, args):
+    est, info = _auto_adapter(X, seed, args)
+    return est.fit(X), info
 
 
 def _gradient_auto(X, seed, args):
@@ -77,10 +102,8 @@ def _gradient_auto(X, seed, args):
 
 
 def _rerank_auto(X, seed, args):
-    als, settings, report = _auto_parts(X, seed, args.n_components)
-    candidates = ClosedFormFoldIn(als, prior="gaussian", prior_strength=settings["prior_strength"])
-    est = LightGBMReranker(candidates, random_state=seed)
-    return est.fit(X), {"settings": settings, "search_seconds": report["seconds"]}
+    candidates, info = _auto_adapter(X, seed, args)
+    return LightGBMReranker(candidates, random_state=seed).fit(X), info
 
 
 def _plain(cls):
