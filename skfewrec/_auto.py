@@ -354,9 +354,16 @@ def _mean_over_shots(scores):
         return np.nanmean(scores, axis=-1)
 
 
-def _log_neighbours(point, step):
-    reg, conf = point
-    return [(reg * step, conf), (reg / step, conf), (reg, conf * step), (reg, conf / step)]
+def _log_neighbours(point, step, free=(True, True)):
+    """The points one ``step`` away along each free axis."""
+    out = []
+    for axis in (0, 1):
+        if free[axis]:
+            for factor in (step, 1.0 / step):
+                moved = list(point)
+                moved[axis] *= factor
+                out.append(tuple(moved))
+    return out
 
 
 def choose_als_settings(
@@ -364,6 +371,8 @@ def choose_als_settings(
     *,
     n_components=64,
     max_iter=15,
+    regularization=None,
+    confidence_scale=None,
     start=(FALLBACK["regularization"], FALLBACK["confidence_scale"]),
     step=10**0.5,
     max_moves=4,
@@ -391,8 +400,11 @@ def choose_als_settings(
         The factors of the ALS being tuned.
     max_iter : int, default=15
         ALS sweeps of each trial fit.
+    regularization, confidence_scale : float, default=None
+        A value given here is fixed (an explicit setting wins): the search moves
+        along the other axis only.
     start : tuple of (float, float), default=(30.0, 30.0)
-        The first (regularization, confidence_scale).
+        The first (regularization, confidence_scale), for the axes not fixed.
     step : float, default=sqrt(10)
         The multiplicative grid step.
     max_moves : int, default=4
@@ -447,7 +459,14 @@ def choose_als_settings(
             f"(need {MIN_EPISODE_USERS}); using the fallback settings"
         )
         report["seconds"] = time.perf_counter() - t0
-        return dict(FALLBACK), report
+        settings = dict(FALLBACK)
+        for name, value in (
+            ("regularization", regularization),
+            ("confidence_scale", confidence_scale),
+        ):
+            if value is not None:
+                settings[name] = float(value)
+        return settings, report
 
     scored = {}
 
@@ -488,9 +507,11 @@ def choose_als_settings(
             )
         return scored[key], key
 
-    centre = score(start)
-    for _ in range(max_moves):
-        best = max([score(p) for p in _log_neighbours(centre[1], step)] + [centre])
+    fixed = (regularization, confidence_scale)
+    free = tuple(v is None for v in fixed)
+    centre = score(tuple(s if v is None else float(v) for s, v in zip(start, fixed)))
+    for _ in range(max_moves if any(free) else 0):
+        best = max([score(p) for p in _log_neighbours(centre[1], step, free)] + [centre])
         if best[1] == centre[1]:
             break
         centre = best

@@ -122,3 +122,21 @@ def test_holdout_users_sizes(fraction, max_users, expected):
     X_fit, X_val = holdout_users(X, fraction=fraction, max_users=max_users, random_state=0)
     assert X_val.shape[0] == expected
     assert X_fit.shape[0] + X_val.shape[0] == 200
+
+
+def test_a_fixed_axis_stays_fixed():
+    X = _blocks(300, 60, 4, 0.3, 0.02, seed=2)
+    settings, report = choose_als_settings(
+        X,
+        n_components=4,
+        max_iter=4,
+        confidence_scale=7.0,
+        max_moves=1,
+        n_shots=(1,),
+        strengths=(0.0,),
+        shrinkages=(0.0,),
+        random_state=0,
+    )
+    assert settings["confidence_scale"] == 7.0
+    assert {p["confidence_scale"] for p in report["points"]} == {7.0}
+    assert len({p["regularization"] for p in report["points"]}) == 3
