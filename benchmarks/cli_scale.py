@@ -173,8 +173,8 @@ def main(argv=None):
         )
 
         # baseline: the same scoring in-process, whole matrix at once, no file I/O
-        model = skfewrec.load(bundle)
-        X, _ = model.encoder_.encode(new)
+        model, encoder = skfewrec.load(bundle, return_encoder=True)
+        X, _ = encoder.encode(new)
         start = time.perf_counter()
         ids, _ = model.recommend(X, k=args.k)
         lib_s = time.perf_counter() - start

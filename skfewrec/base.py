@@ -56,6 +56,19 @@ class DerivedCachesMixin:
         if any(key.endswith("_") and not key.startswith("_") for key in state):
             self._rebuild()
 
+    def _replace(self, **fitted):
+        """A new fitted estimator: this one's parameters and fitted state, except ``fitted``.
+
+        Copy-on-write: ``self`` is left as it is (it may be a factor source a
+        user froze and shares), the arrays not replaced are shared read-only,
+        and the new estimator's caches are rebuilt.
+        """
+        new = clone(self)
+        state = {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
+        vars(new).update(state, **fitted)
+        new._rebuild()
+        return new
+
 
 def fit_factor_source(
     factors,
@@ -64,20 +77,26 @@ def fit_factor_source(
     *,
     required=("item_factors_", "regularization", "confidence_scale"),
     expected="an ALSFactors",
+    random_state=None,
 ):
     """Fit (or reuse) the factor source of an adapter.
 
     A :class:`~sklearn.frozen.FrozenEstimator` is used as it is (not refitted);
-    None means ``default``; anything else is cloned and fitted on ``X``. The
-    result must have the attributes ``required`` (``expected`` names what
-    provides them in the error) and one factor row per column of ``X``.
+    None means ``default``; anything else is cloned and fitted on ``X``, with
+    its ``random_state`` set to ``random_state`` unless that is None (the
+    adapter's seed reaches the source it trains, as in scikit-learn's
+    ensembles). The result must have the attributes ``required`` (``expected``
+    names what provides them in the error) and one factor row per column of ``X``.
     """
     source = default if factors is None else factors
     if isinstance(source, FrozenEstimator):
         check_is_fitted(source.estimator)
         est = source.estimator
     else:
-        est = clone(source).fit(X)
+        est = clone(source)
+        if random_state is not None and "random_state" in est.get_params(deep=False):
+            est.set_params(random_state=random_state)
+        est.fit(X)
     for attr in required:
         if not hasattr(est, attr):
             raise TypeError(
@@ -219,26 +238,92 @@ class FactorRecommenderMixin(RecommenderMixin):
     """Scoring for recommenders that map users to vectors: ``transform(X) @ items.T``.
 
     A subclass provides ``transform`` and ``item_factors_``. ``_user_vectors``
-    may be overridden to skip re-validation.
+    may be overridden to skip re-validation, ``_scoring_factors`` for scores that
+    are products of other matrices (e.g. predicted ratings with biases).
     """
 
     def _user_vectors(self, X):
         return self.transform(X)
 
+    def _scoring_factors(self, X, columns):
+        """``(U, V)``: user and item matrices whose products ``U @ V.T`` are the scores."""
+        V = self.item_factors_ if columns is None else self.item_factors_[columns]
+        return self._user_vectors(X), V
+
     def _topk(self, X, k, columns, seen, exclude):
         # a dot-product model: implicit's fused GEMM + selection kernel
-        V = self.item_factors_ if columns is None else self.item_factors_[columns]
-        U = self._user_vectors(X)
+        U, V = self._scoring_factors(X, columns)
         return factor_topk(
             U, V, k, seen=seen, exclude=exclude, n_jobs=getattr(self, "n_jobs", None)
         )
 
     def _scorer(self, X, columns):
-        U = np.ascontiguousarray(self._user_vectors(X), dtype=np.float32)
-        V = self.item_factors_ if columns is None else self.item_factors_[columns]
+        U, V = self._scoring_factors(X, columns)
+        U = np.ascontiguousarray(U, dtype=np.float32)
         Vt = np.ascontiguousarray(V.T, dtype=np.float32)
 
         def score_block(start, stop):
             return U[start:stop] @ Vt
 
         return score_block
+
+
+class ItemsFromFactorsMixin:
+    """Item parameters read from the fitted factor source ``factors_``: one owner.
+
+    ``item_factors_`` (and the names in ``_item_attributes``) are read-only views
+    of ``factors_``, so an adapter's items never drift from its source's. Models
+    saved by skfewrec 0.1.0 carried the adapter's own copy; restoring one (the
+    loader's ``setattr``, or unpickling) is accepted when it agrees with
+    ``factors_``, and adopted into a copy of ``factors_`` when it extends it
+    (items appended by 0.1.0's ``add_items``, which grew only the copy).
+    """
+
+    _item_attributes = ("item_factors_",)
+
+    @property
+    def item_factors_(self):
+        """ndarray of shape (n_items, n_components), float32: ``factors_.item_factors_``."""
+        return np.ascontiguousarray(self.factors_.item_factors_, dtype=np.float32)
+
+    @item_factors_.setter
+    def item_factors_(self, value):
+        self._restore_item_attribute("item_factors_", value)
+
+    def __setstate__(self, state):
+        state = dict(state)
+        saved = {name: state.pop(name) for name in self._item_attributes if name in state}
+        super().__setstate__(state)
+        if saved:
+            for name, value in saved.items():
+                setattr(self, name, value)  # through the property's check
+            self._rebuild()
+
+    def _restore_item_attribute(self, name, value):
+        """Accept a saved copy of ``factors_.<name>``, or adopt the items it adds."""
+        source = self.factors_
+        current = np.asarray(getattr(source, name))
+        value = np.asarray(value, dtype=current.dtype)
+        n_old, n_new = current.shape[0], value.shape[0]
+        if value.shape[1:] != current.shape[1:] or n_new < n_old:
+            raise ValueError(
+                f"{name} ({value.shape}) does not match factors_.{name} ({current.shape}): "
+                f"{name} is read from factors_, and the saved model is inconsistent."
+            )
+        if not np.array_equal(value[:n_old], current):
+            raise ValueError(
+                f"{name} differs from factors_.{name}: {name} is read from factors_, and "
+                "the saved model is inconsistent; refit it."
+            )
+        if n_new == n_old:
+            return
+        grown = {name: value, "n_features_in_": n_new}
+        counts = getattr(source, "item_counts_", None)
+        if counts is not None and counts.shape[0] < n_new:
+            # the adapter's own counts of the added items, when it has them
+            mine = getattr(self, "item_counts_", np.zeros(0))
+            extra = mine[counts.shape[0] : n_new] if mine.shape[0] >= n_new else 0
+            grown["item_counts_"] = np.concatenate(
+                [counts, np.broadcast_to(extra, (n_new - counts.shape[0],))]
+            ).astype(np.int64)
+        self.factors_ = source._replace(**grown)

@@ -16,6 +16,7 @@ from ._core.threads import blas_limits, effective_n_jobs, implicit_threads
 from .base import (
     DerivedCachesMixin,
     FactorRecommenderMixin,
+    ItemsFromFactorsMixin,
     RecommenderMixin,
     fit_factor_source,
     validate_interactions,
@@ -95,7 +96,12 @@ class MostPopular(_SparseTags, RecommenderMixin, BaseEstimator):
 
 
 class ImplicitFoldIn(
-    DerivedCachesMixin, _SparseTags, FactorRecommenderMixin, TransformerMixin, BaseEstimator
+    ItemsFromFactorsMixin,
+    DerivedCachesMixin,
+    _SparseTags,
+    FactorRecommenderMixin,
+    TransformerMixin,
+    BaseEstimator,
 ):
     """implicit's own fold-in (``recalculate_user``), as a baseline recommender.
 
@@ -108,11 +114,16 @@ class ImplicitFoldIn(
         An :class:`ALSFactors` (fitted by ``fit``) or a ``FrozenEstimator`` of one.
     n_jobs : int, default=None
         implicit's threads (None: all cores, implicit's default).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the factor source ``fit`` trains (the default, or a passed
+        unfitted one, whose own seed it then replaces); None keeps a passed
+        source's seed. A frozen source is unaffected.
 
     Attributes
     ----------
     factors_ : ALSFactors
     item_factors_ : ndarray of shape (n_items, n_components), float32
+        ``factors_.item_factors_`` (read-only).
     n_features_in_ : int
 
     Examples
@@ -130,11 +141,13 @@ class ImplicitFoldIn(
     _parameter_constraints = {
         "factors": [HasMethods(["fit"]), None],
         "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
     }
 
-    def __init__(self, factors=None, *, n_jobs=None):
+    def __init__(self, factors=None, *, n_jobs=None, random_state=None):
         self.factors = factors
         self.n_jobs = n_jobs
+        self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
@@ -153,8 +166,12 @@ class ImplicitFoldIn(
             The fitted estimator.
         """
         X = validate_interactions(self, X, reset=True)
-        self.factors_ = fit_factor_source(self.factors, X, ALSFactors())
-        self.item_factors_ = self.factors_.item_factors_
+        self.factors_ = fit_factor_source(
+            self.factors,
+            X,
+            ALSFactors(random_state=self.random_state),
+            random_state=self.random_state,
+        )
         self._rebuild()
         return self
 
@@ -249,10 +266,21 @@ class EASE(_SparseTags, RecommenderMixin, BaseEstimator):
         with blas_limits(effective_n_jobs(self.n_jobs)):
             G = (X.T @ X).toarray().astype(np.float64)
             G[np.diag_indices_from(G)] += self.l2
-            P = np.linalg.inv(G)
-        B = -P / np.diag(P)[None, :]
+            try:
+                P = np.linalg.inv(G)
+            except np.linalg.LinAlgError:
+                P = None
+        with np.errstate(all="ignore"):
+            B = None if P is None else (-P / np.diag(P)[None, :]).astype(np.float32)
+        if B is None or not np.all(np.isfinite(B)):
+            raise ValueError(
+                f"EASE cannot invert X^T X + l2 I with l2={self.l2:g}: the system is "
+                "singular or too ill-conditioned (its weights are not finite in float32). "
+                "Increase l2 (the default is 500), or rescale large interaction values "
+                "(e.g. np.log1p)."
+            )
         B[np.diag_indices_from(B)] = 0.0
-        self.coef_ = B.astype(np.float32)
+        self.coef_ = B
         return self
 
     def _scorer(self, X, columns):

@@ -19,6 +19,7 @@ from numbers import Integral
 
 import numpy as np
 
+from ._core.csr import lookup
 from ._core.validation import check_interactions
 
 __all__ = [
@@ -133,15 +134,7 @@ def _rank(y_true, y_pred, k):
 
 def _gather(y_true, ids):
     """Return y_true[u, ids[u, j]] for every u and j (0 for -1 and missing items)."""
-    n_users, n_items = y_true.shape
-    n_relevant = np.diff(y_true.indptr)
-    # With canonical CSR, row * n_items + column is sorted over the whole matrix.
-    true_rows = np.repeat(np.arange(n_users, dtype=np.int64), n_relevant)
-    true_keys = true_rows * n_items + y_true.indices
-    pred_keys = np.arange(n_users, dtype=np.int64)[:, None] * n_items + ids
-    pos = np.searchsorted(true_keys, pred_keys)
-    np.minimum(pos, true_keys.size - 1, out=pos)
-    found = (ids >= 0) & (true_keys[pos] == pred_keys)
+    pos, found = lookup(y_true, ids)
     return np.where(found, y_true.data[pos], 0.0)
 
 
@@ -162,17 +155,42 @@ def _ideal_graded_dcg(y_true, k):
     return np.bincount(rows[keep], weights=weights, minlength=n_users)
 
 
-def _ndcg(r, graded=False):
-    disc = _discount(r.k)
-    if graded:
-        dcg = r.gains @ disc
-        idcg = _ideal_graded_dcg(r.y_true, r.k)
-    else:
-        dcg = r.hits @ disc
-        n_ideal = np.minimum(r.n_relevant, r.k)
-        idcg = np.concatenate(([0.0], np.cumsum(disc)))[n_ideal]
+def binary_ndcg(hits, n_relevant):
+    """NDCG of each row of 0/1 relevances, best first: the kernel of every NDCG here.
+
+    Parameters
+    ----------
+    hits : ndarray of shape (n_users, k), bool
+        Whether each of a user's first k recommendations is relevant.
+    n_relevant : ndarray of shape (n_users,), int
+        The user's number of relevant items (the ideal ranking puts
+        ``min(n_relevant, k)`` of them first).
+
+    Returns
+    -------
+    ndcg : ndarray of shape (n_users,)
+        NaN for users without relevant items.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec.metrics import binary_ndcg
+    >>> binary_ndcg(np.array([[True, False], [False, True]]), np.array([1, 1])).round(3)
+    array([1.   , 0.631])
+    """
+    k = hits.shape[1]
+    disc = _discount(k)
+    dcg = (hits * disc).sum(axis=1)
+    idcg = np.concatenate(([0.0], np.cumsum(disc)))[np.minimum(n_relevant, k)]
     with np.errstate(invalid="ignore", divide="ignore"):
         return dcg / idcg
+
+
+def _ndcg(r, graded=False):
+    if not graded:
+        return binary_ndcg(r.hits, r.n_relevant)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (r.gains @ _discount(r.k)) / _ideal_graded_dcg(r.y_true, r.k)
 
 
 def _recall(r):

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 
+from ._core.csr import row_of_nonzeros, split_rows
 from ._core.validation import check_interactions
 from .metrics import METRICS, _check_metric_names, evaluate
 
@@ -112,10 +113,6 @@ def _check_interaction_matrix(X, name="X"):
     return check_interactions(X, name=name, dtype=dtype)
 
 
-def _row_of_nonzeros(X):
-    return np.repeat(np.arange(X.shape[0], dtype=X.indices.dtype), np.diff(X.indptr))
-
-
 def _times_of_nonzeros(timestamps, X):
     """Return the timestamp of each stored entry of the canonical CSR matrix X."""
     if not sp.issparse(timestamps):
@@ -135,7 +132,7 @@ def _times_of_nonzeros(timestamps, X):
             "the epoch, or datetime64 values converted with .astype('int64'))."
         )
     if not sp.issparse(timestamps):
-        times = timestamps[_row_of_nonzeros(X), X.indices]
+        times = timestamps[row_of_nonzeros(X), X.indices]
     else:
         # Explicit zeros are kept: a timestamp of 0 is a time, not a missing entry.
         T = sp.csr_matrix(timestamps, copy=True)
@@ -144,8 +141,8 @@ def _times_of_nonzeros(timestamps, X):
             times = T.data
         else:
             n_items = X.shape[1]
-            x_keys = _row_of_nonzeros(X).astype(np.int64) * n_items + X.indices
-            t_keys = _row_of_nonzeros(T).astype(np.int64) * n_items + T.indices
+            x_keys = row_of_nonzeros(X).astype(np.int64) * n_items + X.indices
+            t_keys = row_of_nonzeros(T).astype(np.int64) * n_items + T.indices
             if np.any(t_keys[1:] == t_keys[:-1]):
                 raise ValueError(
                     "timestamps stores some (user, item) entry twice; keep one time per "
@@ -233,25 +230,9 @@ def support_query_split(X, n_shots, *, timestamps=None, random_state=None):
     times = None if timestamps is None else _times_of_nonzeros(timestamps, X)
     rng = check_random_state(random_state)
 
-    rows = _row_of_nonzeros(X)
-    # A random permutation followed by stable sorts puts each row's entries in
-    # random order (by time first, if given): a tie-break that is uniform and,
-    # being stable, the same on every machine for a given seed.
-    order = rng.permutation(X.nnz)
-    if times is not None:
-        order = order[np.argsort(times[order], kind="stable")]
-    order = order[np.argsort(rows[order], kind="stable")]
-    # The sort keeps rows grouped, so an entry's rank is its offset in its row.
-    rank = np.empty(X.nnz, dtype=np.int64)
-    rank[order] = np.arange(X.nnz) - X.indptr[rows]
-    in_support = rank < n_shots
-
-    def part(mask):
-        counts = np.bincount(rows[mask], minlength=X.shape[0])
-        indptr = np.concatenate(([0], np.cumsum(counts))).astype(X.indptr.dtype)
-        return container((X.data[mask], X.indices[mask], indptr), shape=X.shape)
-
-    return part(in_support), part(~in_support)
+    # A random permutation as the tie-break within a row (after time, if given):
+    # uniform, and the same on every machine for a given seed.
+    return split_rows(X, n_shots, rng.permutation(X.nnz), times=times, container=container)
 
 
 def filter_users(X, min_interactions, *, return_indices=False):

@@ -14,6 +14,11 @@ Three functions:
 
 PySpark is imported only when one of these is called, so ``import skfewrec.spark``
 works without it.
+
+The examples below run without starting Spark (a JVM takes tens of seconds): the
+Arrow-to-CSR conversion and the scoring body of a Spark task are plain Python,
+doctested on Arrow data; ``tests/test_spark.py`` runs every function on a local
+Spark and compares the answers with the single-process ``recommend``.
 """
 
 import contextlib
@@ -25,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._core.compat import check_is_fitted
-from ._core.validation import check_k
+from ._core.validation import check_k, check_values
 
 __all__ = ["factors_from_spark", "interactions_from_spark", "recommend_spark"]
 
@@ -138,10 +143,15 @@ def factors_from_spark(
 
     Examples
     --------
+    With a fitted ``ALS(implicitPrefs=True)`` and its ``model = als.fit(ratings)``,
+    ``factors, item_ids = factors_from_spark(model, als)`` (run in
+    ``tests/test_spark.py``). Anything else is refused before Spark is touched:
+
     >>> from skfewrec.spark import factors_from_spark
-    >>> factors, item_ids = factors_from_spark(als_model)  # doctest: +SKIP
-    >>> factors.convention_  # doctest: +SKIP
-    'spark'
+    >>> factors_from_spark(object())
+    Traceback (most recent call last):
+    ...
+    TypeError: model must be a fitted pyspark.ml.recommendation.ALSModel, got object. ...
     """
     _require_pyspark()
     from .factors._als import ALSFactors
@@ -362,6 +372,26 @@ def _long_to_csr(users, items, values, value_set, n_items, handle_unknown, names
     X : csr_matrix of shape (n_users, n_items), float32
     user_ids : pyarrow.Array
         The user of each row.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> from skfewrec.spark import _arrow_ids, _long_to_csr
+    >>> ids = _arrow_ids(np.array(["a", "b", "c"], dtype=object), 3)
+    >>> users, items = pa.array([7, 5, 7, 7]), pa.array(["c", "a", "c", "zz"])
+    >>> X, user_ids = _long_to_csr(users, items, None, ids, 3, "ignore", ("u", "i", None))
+    >>> X.toarray(), user_ids.to_pylist()
+    (array([[0., 0., 2.],
+           [1., 0., 0.]], dtype=float32), [7, 5])
+    >>> _long_to_csr(users, items, None, ids, 3, "error", ("u", "i", None))
+    Traceback (most recent call last):
+    ...
+    ValueError: Column 'i' holds 1 item id(s) unknown to the model: 'zz'. ...
+    >>> _long_to_csr(users, items, pa.array([1.0, 1e300, 1, 1]), ids, 3, "ignore",
+    ...              ("u", "i", "n"))
+    Traceback (most recent call last):
+    ...
+    ValueError: Column 'n' has 1 value(s) above 1e+06, the largest interaction value ...
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -382,7 +412,9 @@ def _long_to_csr(users, items, values, value_set, n_items, handle_unknown, names
                 f"Column {value_col!r} has {values.null_count} null value(s); fill or "
                 f"drop them first, e.g. df.fillna({{{value_col!r}: 1.0}})."
             )
-        values = values.cast(pa.float32()).to_numpy(zero_copy_only=False)
+        # the one rule of interaction values, before float32 turns 1e300 into inf
+        values = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        values = check_values(values, f"Column {value_col!r}").astype(np.float32)
     encoded = pc.dictionary_encode(users)
     user_ids = encoded.dictionary
     rows = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
@@ -452,11 +484,37 @@ def _score_partition(batches, *, token, payload, n_items, k, filter_seen, handle
 
     The log was hash-partitioned by user, so the partition holds each of its
     users whole; it is read in full (about 40 bytes per interaction), then
-    scored ``_USERS_PER_CALL`` users at a time.
+    scored ``_USERS_PER_CALL`` users at a time through
+    :func:`skfewrec.apps._answer.recommend_rows`, the CLI's and the service's path.
+
+    Examples
+    --------
+    Outside a Spark task (one core), on the batches a task would receive:
+
+    >>> import pyarrow as pa
+    >>> from skfewrec import MostPopular
+    >>> from skfewrec.persistence import dumps
+    >>> from skfewrec.spark import _ids_to_bytes, _score_partition
+    >>> rec = MostPopular().fit(np.array([[1, 1, 0], [0, 1, 0]]))
+    >>> schema = pa.schema([("user", pa.int64()), ("item", pa.int64()),
+    ...                     ("score", pa.float32()), ("rank", pa.int32())])
+    >>> batch = pa.record_batch({"user": [7, 7, 8], "item": [1, 1, 0]})
+    >>> (out,) = _score_partition(
+    ...     [batch], token="doctest", payload=(dumps(rec), _ids_to_bytes(None, 3)),
+    ...     n_items=3, k=2, filter_seen=True, handle_unknown="error", items=None,
+    ...     exclude=None, names=("user", "item", None), out_schema=schema)
+    >>> for column in out.schema.names:
+    ...     print(column, out.column(column).to_pylist())
+    user [7, 7, 8, 8]
+    item [0, 2, 1, 2]
+    score [1.0, 0.0, 2.0, 0.0]
+    rank [1, 2, 1, 2]
     """
     import pyarrow as pa
     from pyspark import TaskContext
     from threadpoolctl import threadpool_limits
+
+    from .apps._answer import recommend_rows
 
     batches = [batch for batch in batches if batch.num_rows]
     if not batches:  # an empty partition
@@ -471,8 +529,8 @@ def _score_partition(batches, *, token, payload, n_items, k, filter_seen, handle
     for start in range(0, X.shape[0], _USERS_PER_CALL):
         stop = min(start + _USERS_PER_CALL, X.shape[0])
         with threadpool_limits(cpus):
-            ids, scores = estimator.recommend(
-                X[start:stop], k=k, filter_seen=filter_seen, items=items, exclude=exclude
+            ids, scores = recommend_rows(
+                estimator, X[start:stop], k=k, filter_seen=filter_seen, items=items, exclude=exclude
             )
         valid = ids >= 0
         row, rank = np.nonzero(valid)
@@ -589,10 +647,19 @@ def recommend_spark(
 
     Examples
     --------
+    ``recommend_spark(spark_df, rec, k=10, item_ids=item_ids)`` returns a lazy
+    DataFrame with columns ``['user', 'item', 'score', 'rank']`` (run on a local
+    Spark in ``tests/test_spark.py``; each task runs :func:`_score_partition`,
+    doctested below). The settings are checked on the driver, before any Spark job:
+
+    >>> import numpy as np, pandas as pd
+    >>> from skfewrec import MostPopular
     >>> from skfewrec.spark import recommend_spark
-    >>> recs = recommend_spark(spark_df, rec, k=10, item_ids=item_ids)  # doctest: +SKIP
-    >>> recs.columns  # doctest: +SKIP
-    ['user', 'item', 'score', 'rank']
+    >>> rec = MostPopular().fit(np.eye(3))
+    >>> recommend_spark(pd.DataFrame({"user": [1], "item": [0]}), rec)
+    Traceback (most recent call last):
+    ...
+    TypeError: df must be a pyspark.sql.DataFrame of interactions (user, item[, value]), ...
     """
     _require_pyspark()
     import pyarrow as pa
@@ -712,8 +779,16 @@ def interactions_from_spark(
 
     Examples
     --------
+    ``X, users = interactions_from_spark(spark_df, item_ids=item_ids)`` (run in
+    ``tests/test_spark.py``; the conversion itself is :func:`_long_to_csr`,
+    doctested). A pandas frame is refused with the way to convert it:
+
+    >>> import pandas as pd
     >>> from skfewrec.spark import interactions_from_spark
-    >>> X, users = interactions_from_spark(df, item_ids=item_ids)  # doctest: +SKIP
+    >>> interactions_from_spark(pd.DataFrame({"user": [1], "item": [0]}), n_items=3)
+    Traceback (most recent call last):
+    ...
+    TypeError: df must be a pyspark.sql.DataFrame ... spark.createDataFrame(pdf).
     """
     _require_pyspark()
     user_field, item_field = _check_frame(df, user_col, item_col, value_col)

@@ -1,13 +1,58 @@
-"""Shared fixtures: the real-data folder and small synthetic interaction matrices."""
+"""Shared fixtures: the real-data folder and small synthetic interaction matrices.
 
+Under ``SKFEWREC_STRICT_SKIPS=1`` (set by ``.ci/run``) a skipped test is a
+failure unless its reason is on :data:`BENIGN_SKIPS`: on a laptop a missing
+``../shared/data``, pyspark, Java or an optional extra skips with its reason,
+but in CI the same skip would turn a broken setup green.
+"""
+
+import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-#: ../shared/data next to the repository root
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: pytester runs the strict-skip hook on a throwaway test file (test_strict_skips.py)
+pytest_plugins = ["pytester"]
+
+#: skip reasons that are not a missing resource: sklearn's array-API checks (they need
+#: SCIPY_ARRAY_API set before scipy is imported), a domain check that does not apply
+#: to an estimator, and a thread check on a machine with one BLAS thread
+BENIGN_SKIPS = re.compile(
+    r"SCIPY_ARRAY_API is not set|ranks every user the same way|one BLAS thread available"
+)
+
+#: the environment variable that turns resource skips into failures
+STRICT_SKIPS = "SKFEWREC_STRICT_SKIPS"
+
+
+def strict_skip_failure(reason, environ=os.environ):
+    """The failure message for a skip that strict mode forbids, or None if it is allowed."""
+    if environ.get(STRICT_SKIPS, "") in ("", "0") or BENIGN_SKIPS.search(reason):
+        return None
+    return f"{STRICT_SKIPS} is set, so this skip is a failure: {reason}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
+        message = strict_skip_failure(reason)
+        if message is not None:
+            report.outcome = "failed"
+            report.longrepr = message
+    return report
+
+
+#: ../shared/data next to the repository root (SKFEWREC_DATA overrides it, e.g. for a
+#: git worktree elsewhere)
+DATA_DIR = Path(
+    os.environ.get("SKFEWREC_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
 
 
 def data_path(name):

@@ -63,10 +63,9 @@ def _run(args, capsys):
 
 
 def test_fit_writes_a_bundle_with_id_maps(bundle, logs):
-    model = skfewrec.load(bundle)
+    model, enc = skfewrec.load(bundle, return_encoder=True)
     assert type(model).__name__ == "ClosedFormFoldIn" and model.prior == "gaussian"
     assert model.factors_.n_components == 4
-    enc = model.encoder_
     assert enc.user_col == "uid" and enc.item_col == "movie" and enc.value_col == "stars"
     assert enc.handle_unknown == "ignore"
     np.testing.assert_array_equal(
@@ -98,8 +97,8 @@ def test_fit_reads_parquet_and_binarizes(logs, tmp_path, capsys):
         capsys,
     )
     assert code == 0 and f"-> {path}" in err
-    model = skfewrec.load(path)
-    assert model.prior == "mean" and model.encoder_.value_col is None
+    model, encoder = skfewrec.load(path, return_encoder=True)
+    assert model.prior == "mean" and encoder.value_col is None
 
 
 def test_recommend_csv_with_original_ids(bundle, logs, tmp_path, capsys):
@@ -116,11 +115,11 @@ def test_recommend_csv_with_original_ids(bundle, logs, tmp_path, capsys):
     seen = set(zip(new.uid, new.movie))
     assert not any((u, i) in seen for u, i in zip(top.user, top.item))
     # the same as the model, in-process
-    model = skfewrec.load(bundle)
-    X, users = model.encoder_.encode(new)
+    model, encoder = skfewrec.load(bundle, return_encoder=True)
+    X, users = encoder.encode(new)
     ids, _ = model.recommend(X, k=5)
     first = top[top.user == users[0]].sort_values("rank").item.tolist()
-    assert first == model.encoder_.item_ids_[ids[0]].tolist()
+    assert first == encoder.item_ids_[ids[0]].tolist()
 
 
 def test_recommend_jsonl_chunks_and_exclude(bundle, logs, tmp_path, capsys):
@@ -332,3 +331,55 @@ def test_evaluate_reads_a_log_file(logs, capsys):
     )
     assert code == 0, err
     assert "NDCG@20 on new users of train.csv" in out
+
+
+# ------------------------------------------------------------------ hostile input (issue 12)
+COLS = ["--user-col", "uid", "--item-col", "movie"]
+
+
+def test_fit_names_a_huge_value_instead_of_calling_it_infinite(logs, tmp_path, capsys):
+    frame = pd.read_csv(logs / "train.csv")
+    frame.loc[3, "stars"] = 1e300  # finite in the CSV; inf only after a float32 cast
+    frame.to_csv(tmp_path / "huge.csv", index=False)
+    args = ["fit", str(tmp_path / "huge.csv"), "-o", str(tmp_path / "m.zip"), *COLS]
+    code, _, err = _run([*args, "--value-col", "stars", *FAST], capsys)
+    assert code == 1, err
+    assert "Column 'stars' has 1 value(s) above 1e+06" in err and "1e+300" in err
+    assert "NaN" not in err and "infinite" not in err
+    assert len(err.splitlines()) == 1
+
+
+def test_fit_refuses_an_absurd_n_components_before_any_work(logs, tmp_path, capsys):
+    args = ["fit", str(logs / "train.csv"), "-o", str(tmp_path / "m.zip"), *COLS]
+    code, _, err = _run([*args, "-q", "--n-components", "100000"], capsys)
+    assert code == 2, err
+    assert "--n-components 100000 needs about" in err and "GiB" in err
+    assert "internal error" not in err and "MemoryError" not in err
+    assert not (tmp_path / "m.zip").exists()
+
+
+def test_fit_with_a_huge_n_jobs_runs(logs, tmp_path):
+    # implicit segfaulted on 100000 threads: a subprocess, so a crash is a return code
+    done = subprocess.run(
+        [sys.executable, "-m", "skfewrec", "fit", str(logs / "train.csv"), "-o",
+         str(tmp_path / "m.zip"), *COLS, *FAST, "--n-jobs", "100000"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "m.zip").exists()
+
+
+def test_recommend_refuses_a_model_that_lost_its_items(bundle, logs, tmp_path, capsys, monkeypatch):
+    """A corrupt model that answers -1 (or NaN) is an error, never written as an answer."""
+    from skfewrec.apps import _answer
+
+    frame = pd.read_csv(logs / "train.csv")
+    enc = skfewrec.preprocessing.InteractionEncoder(user_col="uid", item_col="movie").fit(frame)
+    broken = skfewrec.MostPopular().fit(enc.transform(frame))
+    broken.item_popularity_[:] = np.nan  # (bundle loading refuses such arrays: patch it in)
+    monkeypatch.setattr(_answer, "load_bundle", lambda path: (broken, enc))
+    out = tmp_path / "out.csv"
+    code, _, err = _run(["recommend", str(bundle), str(logs / "new.csv"), "-o", str(out)], capsys)
+    assert code == 1 and "MostPopular.recommend answered" in err and "empty slots" in err

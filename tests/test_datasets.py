@@ -1,4 +1,3 @@
-import time
 from pathlib import Path
 
 import numpy as np
@@ -162,13 +161,6 @@ def test_make_interactions_has_learnable_low_rank_structure():
 def test_make_interactions_parameter_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
         make_interactions(**kwargs)
-
-
-def test_make_interactions_is_fast():
-    start = time.perf_counter()
-    make_interactions(n_users=1000, n_items=500, random_state=0)
-    # Milliseconds in practice; loose bound for busy machines.
-    assert time.perf_counter() - start < 1.0
 
 
 def test_public_api():
@@ -379,13 +371,9 @@ def test_real_ml_100k():
 @pytest.mark.realdata
 def test_real_ml_latest_small():
     folder = _real("ml-latest-small")
-    start = time.perf_counter()
     data = load_movielens(folder)
-    elapsed = time.perf_counter() - start
     _check_bunch(data)
     assert data.X.shape == (610, 9724) and data.X.nnz == 100_836
     assert data.user_features is None
     assert data.timestamps.dtype == np.int64
     assert "genre_(no genres listed)" not in data.item_features.columns
-    # Well under a second on an idle machine; the bound leaves room for a busy one.
-    assert elapsed < 3.0

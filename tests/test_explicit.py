@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.base import clone
+from sklearn.covariance import LedoitWolf
 from sklearn.frozen import FrozenEstimator
 
 import skfewrec
@@ -79,14 +80,20 @@ def test_explicit_fold_in_is_the_ridge_map_solve(ratings, source, prior, solver)
         regularization=1.5,
         solver=solver,
     ).fit(R[:250])
-    assert rec.mean_.shape == (F + 1,) and rec.covariance_.shape == (F + 1, F + 1)
+    # the prior, estimated without the library: the warm users' plain ridge solves,
+    # scikit-learn's Ledoit-Wolf covariance plus the documented 1e-3 ridge
+    warm = naive_ridge(source, R[:250], 1.5)
+    mean, cov = warm.mean(axis=0), LedoitWolf().fit(warm).covariance_
+    cov = cov + max(1e-6, 1e-3 * np.trace(cov) / (F + 1)) * np.eye(F + 1)
+    np.testing.assert_allclose(rec.mean_, mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(rec.covariance_, cov, rtol=1e-3, atol=1e-6)
     precision = {
         "none": None,
-        "mean": 2.0 * (F + 1) / np.trace(rec.covariance_) * np.eye(F + 1),
-        "gaussian": 2.0 * np.linalg.inv(rec.covariance_),
+        "mean": 2.0 * (F + 1) / np.trace(cov) * np.eye(F + 1),
+        "gaussian": 2.0 * np.linalg.inv(cov),
     }[prior]
     new = R[250:]
-    expected = naive_ridge(source, new, 1.5, precision, rec.mean_)
+    expected = naive_ridge(source, new, 1.5, precision, mean)
     W = rec.transform(new)
     np.testing.assert_allclose(W, expected, rtol=2e-3, atol=2e-4)
     # decision_function is the predicted rating mu + b_u + b_i + x_u . y_i
@@ -189,17 +196,9 @@ def test_explicit_model_survives_a_pickle_free_round_trip(ratings, tmp_path):
     assert loaded.rating_scale == (1, 5)
 
 
-@pytest.mark.realdata
-@pytest.mark.slow
-def test_melu_protocol_beats_random_and_item_means(ml100k_path):
-    """One split of the MeLU protocol on ml-100k (benchmarks/melu_protocol.py, fixed settings)."""
-    from skfewrec.datasets import load_movielens
-    from skfewrec.metrics import ndcg_at_k
-
-    X = load_movielens(ml100k_path).X.tocsr()
-    counts = np.diff(X.indptr)
-    X = X[(counts >= 13) & (counts <= 100)]
-    rng = np.random.default_rng(0)
+def _melu_split(X, seed):
+    """One split of the MeLU protocol: 466 training users; 10 query ratings per test user."""
+    rng = np.random.default_rng(seed)
     order = rng.permutation(X.shape[0])
     train, test = X[order[:466]], X[order[524:]]
     rows = np.repeat(np.arange(test.shape[0]), np.diff(test.indptr))
@@ -209,27 +208,56 @@ def test_melu_protocol_beats_random_and_item_means(ml100k_path):
     query = rank < 10
     S = sp.csr_matrix((test.data[~query], (rows[~query], test.indices[~query])), shape=test.shape)
     Q = sp.csr_matrix((test.data[query], (rows[query], test.indices[query])), shape=test.shape)
-    rec = ClosedFormFoldIn(
-        ExplicitALSFactors(
-            n_components=64, regularization=3.0, bias_regularization=2.0, random_state=0
-        ),
-        objective="explicit",
-        prior="gaussian",
-        rating_scale=(1, 5),
-    ).fit(train)
-    items = Q.indices.reshape(-1, 10)
+    return train, S, Q
 
-    def graded_ndcg5(scores):
-        ranked = np.take_along_axis(
-            items, np.argsort(-np.take_along_axis(scores, items, axis=1), axis=1), axis=1
-        )
-        return ndcg_at_k(Q, ranked, k=5, graded=True)
 
-    model = graded_ndcg5(rec.decision_function(S))
-    item_bias = graded_ndcg5(np.tile(rec.item_biases_, (S.shape[0], 1)))
-    random = graded_ndcg5(rng.random(S.shape))
-    assert model > random + 0.05
-    assert model > item_bias - 0.01
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_melu_protocol_beats_random_and_matches_item_means(ml100k_path):
+    """Three splits of the MeLU protocol on ml-100k (benchmarks/melu_protocol.py settings).
+
+    On this protocol item biases are a strong baseline (benchmarks/README.md: the
+    model's 0.634 +- 0.014 against the item means' 0.627): the model clearly beats
+    random, and is not worse than the item biases beyond noise (the mean paired
+    per-user difference over the three splits is above -2 standard errors; measured
+    -0.0038, +0.0071 and -0.0041 on the splits). Beating them is asserted on
+    synthetic data, where the truth is known
+    (``test_few_ratings_rank_the_rest_better_than_item_biases``).
+    """
+    from skfewrec.datasets import load_movielens
+    from skfewrec.metrics import ndcg_at_k
+
+    X = load_movielens(ml100k_path).X.tocsr()
+    counts = np.diff(X.indptr)
+    X = X[(counts >= 13) & (counts <= 100)]
+    diffs, models, randoms = [], [], []
+    for seed in range(3):
+        train, S, Q = _melu_split(X, seed)
+        rec = ClosedFormFoldIn(
+            ExplicitALSFactors(
+                n_components=64, regularization=3.0, bias_regularization=2.0, random_state=0
+            ),
+            objective="explicit",
+            prior="gaussian",
+            rating_scale=(1, 5),
+        ).fit(train)
+        items = Q.indices.reshape(-1, 10)
+
+        def graded_ndcg5(scores, items=items, Q=Q):
+            ranked = np.take_along_axis(
+                items, np.argsort(-np.take_along_axis(scores, items, axis=1), axis=1), axis=1
+            )
+            return ndcg_at_k(Q, ranked, k=5, graded=True, average=False)
+
+        model = graded_ndcg5(rec.decision_function(S))
+        item_bias = graded_ndcg5(np.tile(rec.item_biases_, (S.shape[0], 1)))
+        rng = np.random.default_rng(seed)
+        randoms.append(np.nanmean(graded_ndcg5(rng.random(S.shape))))
+        models.append(np.nanmean(model))
+        diffs.append((model - item_bias)[~np.isnan(model)])
+    diffs = np.concatenate(diffs)
+    assert np.mean(models) > np.mean(randoms) + 0.05
+    assert diffs.mean() > -2 * diffs.std(ddof=1) / np.sqrt(diffs.size)
 
 
 def test_recommend_ranks_by_predicted_rating(ratings, source):
@@ -245,3 +273,16 @@ def test_recommend_ranks_by_predicted_rating(ratings, source):
     allowed = np.arange(0, 80, 2)
     ids, _ = rec.recommend(S, k=5, items=allowed, exclude=[0, 2])
     assert np.isin(ids, allowed).all() and not np.isin(ids, [0, 2]).any()
+
+
+def test_explicit_default_source_is_seeded(ratings):
+    X = ratings[1][:100]
+    rec = ClosedFormFoldIn(objective="explicit", random_state=1).fit(X)
+    assert isinstance(rec.factors_, ExplicitALSFactors) and rec.factors_.random_state == 1
+
+
+@pytest.mark.parametrize(("param", "value"), [("confidence_scale", 2.0), ("convention", "spark")])
+def test_implicit_settings_are_refused_for_explicit_ratings(ratings, source, param, value):
+    rec = ClosedFormFoldIn(FrozenEstimator(source), objective="explicit", **{param: value})
+    with pytest.raises(ValueError, match=f"{param}=.* does nothing for explicit ratings"):
+        rec.fit(ratings[1][:250])

@@ -7,8 +7,10 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skfewrec import ALSFactors, ClosedFormFoldIn, GradientFoldIn
-from skfewrec.adapters._gradient import _BPR, _WMSE, _Logistic, _Support, _uniform_negatives
+from skfewrec.adapters._losses import BPR, WMSE, Logistic, Support, uniform_negatives
+from skfewrec.adapters._meta import meta_gradient, query_loss, validation_ndcg
 from skfewrec.datasets import make_interactions
+from skfewrec.metrics import ndcg_at_k
 
 F = 8
 
@@ -57,7 +59,7 @@ def _batch(seed=0, n=40, f=5, b=6, k=4, m=9):
     idx[0, 2:] = n  # padding
     neg = np.sort(rng.choice(n, size=m, replace=False))
     idx[1, 0] = neg[0]  # a shot that is also a negative: masked for that user
-    S = _Support(idx, rng.random((b, k)), rng.random((b, k)) + 1, Yp, n)
+    S = Support(idx, rng.random((b, k)), rng.random((b, k)) + 1, Yp, n)
     x = rng.normal(size=(b, f)).astype(np.float32)
     v = rng.normal(size=(b, f)).astype(np.float32)
     gram = ((Y.T.astype(np.float64) @ Y + 0.1 * np.eye(f)) / n).astype(np.float32)
@@ -67,7 +69,7 @@ def _batch(seed=0, n=40, f=5, b=6, k=4, m=9):
 @pytest.mark.parametrize("loss", ["bpr", "logistic", "wmse"])
 def test_gradients_and_hessian_products_match_finite_differences(loss):
     S, N, x, v, gram, Y, _ = _batch()
-    obj = {"bpr": _BPR(), "logistic": _Logistic(), "wmse": _WMSE(gram, Y.shape[0])}[loss]
+    obj = {"bpr": BPR(), "logistic": Logistic(), "wmse": WMSE(gram, Y.shape[0])}[loss]
     g, cache = obj.grad(x, S, N, keep=True)
     eps = 1e-2
     fd = np.stack(
@@ -83,7 +85,7 @@ def test_gradients_and_hessian_products_match_finite_differences(loss):
     np.testing.assert_allclose(hv, fd_hv, atol=3e-4)
 
 
-@pytest.mark.parametrize("loss", [_BPR(), _Logistic()], ids=["bpr", "logistic"])
+@pytest.mark.parametrize("loss", [BPR(), Logistic()], ids=["bpr", "logistic"])
 def test_a_negative_among_a_users_shots_does_not_count_for_him(loss):
     S, N, x, _, _, Y, neg = _batch()
     g = loss.grad(x, S, N)[0]
@@ -101,7 +103,7 @@ def test_meta_gradient_matches_finite_differences(factors, data, loss, meta_algo
     est = fast(factors, loss=loss, init="meta", meta_iter=0, l2=0.3).fit(warm)
     rng = np.random.default_rng(1)
     episode = est._episode_batch(est._validate_users(warm), np.arange(60), rng)
-    negatives = _uniform_negatives(rng, 5, 20, warm.shape[1])
+    negatives = uniform_negatives(rng, 5, 20, warm.shape[1])
     params = {
         "theta": est.init_ * est._scale + rng.normal(size=F) * 0.05,
         "log_steps": np.log(est.step_sizes_.astype(np.float64)),
@@ -109,14 +111,16 @@ def test_meta_gradient_matches_finite_differences(factors, data, loss, meta_algo
         "log_tau": np.array([1.5]),
     }
 
-    def loss_at(p):
-        _, _, x = est._unroll(episode, p, negatives)
-        return est._query_loss(x, episode[0], episode[1], p["log_tau"][0])[0]
+    stepper = est._stepper()
 
-    est.meta_algorithm = "metasgd"  # the exact gradient, to compare with
-    _, exact = est._meta_gradient(episode, params, negatives)
-    est.meta_algorithm = meta_algorithm
-    _, grads = est._meta_gradient(episode, params, negatives)
+    def loss_at(p):
+        _, _, x = stepper.unroll(episode, p, negatives)
+        return query_loss(x, episode.support, episode.query, p["log_tau"][0], stepper.Yp)[0]
+
+    # the exact gradient, to compare with
+    _, exact = meta_gradient(episode, params, negatives, stepper, second_order=True)
+    second_order = meta_algorithm == "metasgd"
+    _, grads = meta_gradient(episode, params, negatives, stepper, second_order=second_order)
     for key in params:
         direction = rng.normal(size=params[key].shape)
         eps = 3e-3 if key == "theta" else 3e-2
@@ -204,13 +208,40 @@ def test_users_without_shots_get_the_start(factors, data, init):
         np.testing.assert_allclose(est.init_, expected[init], rtol=1e-5, atol=1e-6)
 
 
-def test_zero_steps_return_the_start(factors, data):
+@pytest.mark.parametrize("prior", ["none", "mean", "gaussian"])
+@pytest.mark.parametrize("prior_strength", [1.0, 20.0])
+def test_zero_steps_from_the_closed_form_are_closed_form_fold_in(
+    factors, data, prior, prior_strength
+):
+    """Every prior means the same in both adapters (one prior_terms)."""
     warm, new = data
-    S = shots(new, 3)
-    est = fast(factors, init="closed_form", n_steps=0).fit(warm)
-    expected = ClosedFormFoldIn(factors, prior="gaussian").fit(warm).transform(S)
+    S = shots(new, 3).tolil()
+    S[[0, 7]] = 0  # users without shots get the prior's answer (or the warm mean) in both
+    S = S.tocsr()
+    priors = dict(prior=prior, prior_strength=prior_strength)
+    est = fast(factors, init="closed_form", n_steps=0, meta_algorithm=None, **priors).fit(warm)
+    expected = ClosedFormFoldIn(factors, **priors).fit(warm).transform(S)
     np.testing.assert_allclose(est.transform(S), expected, rtol=1e-4, atol=1e-5)
     assert est.step_sizes_.shape == (0, F) and est.negatives_.shape[0] == 0
+
+
+def test_the_mean_prior_scales_with_the_warm_users_variance(factors, data):
+    """prior="mean" pulls with precision prior_strength / average variance, not prior_strength."""
+    warm, new = data
+    S = shots(new, 3)
+    est = fast(factors, init="closed_form", prior="mean", n_steps=0, meta_algorithm=None)
+    est.fit(warm)
+    average_variance = np.trace(est.covariance_) / F
+    assert not np.isclose(average_variance, 1.0, rtol=0.1)
+    # the old meaning (precision prior_strength * I) is the same answer at a rescaled strength
+    other = ClosedFormFoldIn(factors, prior="mean", prior_strength=average_variance).fit(warm)
+    np.testing.assert_allclose(
+        other.transform(S),
+        fast(factors, init="closed_form", prior="mean", prior_strength=average_variance,
+             n_steps=0, meta_algorithm=None).fit(warm).transform(S),
+        rtol=1e-4, atol=1e-5,
+    )  # fmt: skip
+    assert not np.allclose(est.transform(S), other.transform(S), rtol=1e-3)
 
 
 def test_transform_is_deterministic_and_independent_of_the_other_rows(factors, data):
@@ -227,6 +258,19 @@ def test_transform_is_deterministic_and_independent_of_the_other_rows(factors, d
     np.testing.assert_allclose(est.transform(S), U, rtol=1e-6, atol=1e-7)
     other = fast(factors, random_state=1).fit(warm)
     assert not np.array_equal(other.negatives_, est.negatives_)
+
+
+def test_random_state_reaches_the_default_factor_source(data):
+    """factors=None: the ALSFactors built by default is seeded from random_state."""
+    warm, new = data
+    warm, S = warm[:300], shots(new[:50], 3)
+    first = GradientFoldIn(n_steps=2, meta_iter=3, meta_batch_size=32, random_state=0).fit(warm)
+    again = GradientFoldIn(n_steps=2, meta_iter=3, meta_batch_size=32, random_state=0).fit(warm)
+    assert first.factors_.random_state == 0
+    np.testing.assert_array_equal(first.item_factors_, again.item_factors_)
+    np.testing.assert_array_equal(first.transform(S), again.transform(S))
+    other = GradientFoldIn(n_steps=2, meta_iter=3, meta_batch_size=32, random_state=1).fit(warm)
+    assert not np.allclose(other.item_factors_, first.item_factors_)
 
 
 def test_negatives_are_distinct_items_per_step(factors, data):
@@ -249,13 +293,32 @@ def _episode_ndcg(est, X, seed=5):
     episode = est._episode_batch(X, users, rng, n=n)
     support, query, _, _ = episode
     x = est._user_vectors(sp.csr_matrix(_support_matrix(support, X.shape[1]))) * est._scale
-    return est._ndcg(x, support, query)
+    return validation_ndcg(x, support, query, est._Yp)
 
 
 def _support_matrix(support, n_items):
     rows, cols = np.nonzero(support.valid)
     return sp.csr_matrix(
         (np.ones(rows.size), (rows, support.idx[rows, cols])), shape=(support.idx.shape[0], n_items)
+    )
+
+
+def test_the_validation_ndcg_is_the_metrics_ndcg(factors, data):
+    """One NDCG: early stopping scores episodes as ndcg_at_k scores recommend's lists."""
+    warm, new = data
+    est = fast(factors).fit(warm)
+    X = est._validate_users(new)
+    users = np.flatnonzero(np.diff(X.indptr) >= 6)
+    episode = est._episode_batch(X, users, np.random.default_rng(3), n=np.full(users.size, 5))
+    S = _support_matrix(episode.support, X.shape[1])
+    x = est.transform(S) * est._scale
+    rows, cols = np.nonzero(episode.query < X.shape[1])
+    Q = sp.csr_matrix(
+        (np.ones(rows.size), (rows, episode.query[rows, cols])), shape=(users.size, X.shape[1])
+    )
+    ids, _ = est.recommend(S, k=20)
+    assert validation_ndcg(x, episode.support, episode.query, est._Yp) == pytest.approx(
+        ndcg_at_k(Q, ids, k=20), rel=1e-12
     )
 
 

@@ -12,6 +12,8 @@ import pytest
 import scipy.sparse as sp
 
 import skfewrec
+from skfewrec.persistence import FORMAT_VERSION, read_metadata
+from skfewrec.preprocessing import InteractionEncoder
 
 LEGACY = Path(__file__).resolve().parent / "data" / "legacy_v0_1"
 GOLDEN = np.load(LEGACY / "golden.npz")
@@ -36,6 +38,24 @@ def test_legacy_bundle_loads_and_answers_the_same(name):
     ids, scores = _recommend(model, _X_new())
     np.testing.assert_array_equal(ids, GOLDEN[f"{name}_ids"])
     np.testing.assert_allclose(scores, GOLDEN[f"{name}_scores"], rtol=1e-5, atol=1e-6)
+
+
+def test_legacy_bundles_are_format_1_with_private_class_paths():
+    meta = read_metadata(LEGACY / "closed_form_none.zip")
+    assert meta["format_version"] == 1 < FORMAT_VERSION
+    assert meta["estimator"]["class"] == "skfewrec._closed_form.ClosedFormFoldIn"
+
+
+def test_legacy_bundle_with_id_maps_loads_them():
+    model, encoder = skfewrec.load(LEGACY / "closed_form_encoded.zip", return_encoder=True)
+    assert isinstance(encoder, InteractionEncoder)
+    assert not hasattr(model, "encoder_")
+    np.testing.assert_array_equal(encoder.item_ids_, GOLDEN["closed_form_encoded_item_ids"])
+    # the model's columns are the encoder's items: map the raw test users through it
+    columns = [int(item[1:]) for item in encoder.item_ids_]
+    ids, _ = model.recommend(_X_new()[:, columns], k=5)
+    np.testing.assert_array_equal(ids, GOLDEN["closed_form_encoded_ids"])
+    assert skfewrec.load(LEGACY / "most_popular.zip", return_encoder=True)[1] is None
 
 
 def _load_generator():

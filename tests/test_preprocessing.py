@@ -351,3 +351,31 @@ def test_public_api():
     import skfewrec.preprocessing
 
     assert skfewrec.preprocessing.__all__ == sorted(skfewrec.preprocessing.__all__)
+
+
+def test_encoder_refuses_values_beyond_the_limit_instead_of_returning_inf(log):
+    # 1e300 used to come back as inf (a float32 cast), reported downstream as "infinite"
+    for value in (1e300, 2e6):
+        with pytest.raises(ValueError, match=r"Column 'rating' has 1 value\(s\) above 1e\+06"):
+            InteractionEncoder(value_col="rating").fit(log.assign(rating=[1.0, value, 1, 1, 1, 1]))
+    fitted = InteractionEncoder(value_col="rating").fit(log)
+    with pytest.raises(ValueError, match=r"the largest is 1e\+300"):
+        fitted.encode(log.assign(rating=1e300))
+    X = fitted.transform(log.drop_duplicates(["user", "item"]).assign(rating=1e6))
+    assert np.isfinite(X.data).all() and X.data.max() >= 1e6
+
+
+def test_encoder_names_mixed_id_types_that_cannot_be_sorted(log):
+    # was numpy's bare "'<' not supported between instances of 'int' and 'tuple'"
+    mixed = log.assign(item=[(1, 2), 3, "a", 3, 3, 3])
+    with pytest.raises(TypeError, match="Column 'item' mixes ids of types int, str, tuple"):
+        InteractionEncoder().fit(mixed)
+    with pytest.raises(TypeError, match=r"Column 'user' mixes ids.*astype\(str\)"):
+        InteractionEncoder().fit(log.assign(user=[(1,), 2, 2, 2, 2, 2]))
+
+
+def test_encoder_refuses_repeated_rows_summing_beyond_the_limit(log):
+    # found by the long fuzz profile: 500000 + 500001 for one (user, item) was returned
+    rows = log.iloc[[0, 0]].assign(rating=[500_000.0, 500_001.0])
+    with pytest.raises(ValueError, match=r"matrix \(sums of 'rating' per user and item\) has 1"):
+        InteractionEncoder(value_col="rating").fit_transform(rows)

@@ -2,6 +2,7 @@
 
 import pickle
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,13 +11,15 @@ import scipy.sparse as sp
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import Pipeline
+from sklearn.utils.estimator_checks import check_fit_idempotent, check_pipeline_consistency
 
+import skfewrec.rerank._features as features_module
 import skfewrec.rerank._reranker as rerank_module
 from skfewrec import ALSFactors, ClosedFormFoldIn, LightGBMReranker
 from skfewrec.datasets import make_interactions
 from skfewrec.model_selection import make_fewshot_scorer, support_query_split
-from skfewrec.rerank._features import pruned_cooccurrence, warm_statistics
 from skfewrec.rerank._reranker import sample_episodes
+from skfewrec.rerank._warm import pruned_cooccurrence, warm_statistics
 
 
 def _adapter(n_components=8, **kwargs):
@@ -190,7 +193,7 @@ def test_fitted_state_names_its_features_and_keeps_the_model_text(fitted):
         "factor_cosine_mean",
         "cooc_cosine_max",
         "cooc_conditional_mean",
-        "user_knn_score",
+        "similar_users_score",
         "plain_score",
     ):
         assert name in names
@@ -200,6 +203,44 @@ def test_fitted_state_names_its_features_and_keeps_the_model_text(fitted):
     assert fitted.model_text_.startswith("tree")
     assert 1 <= fitted.best_iteration_ <= 40
     assert fitted.booster_.num_trees() == fitted.best_iteration_
+
+
+def test_the_fitted_state_does_not_grow_with_the_warm_users(data):
+    """No array of the re-ranker's own state (its candidate adapter aside) has a
+    dimension that counts warm users; the co-occurrence table is bounded per item."""
+    from skfewrec.rerank._warm import COOC_NEIGHBORS
+
+    rr = _reranker(n_estimators=5, cv=2).fit(data.X[:157])
+    state = {k: v for k, v in vars(rr).items() if k.endswith("_") and k != "candidates_"}
+    values = list(state.values()) + list(rr.warm_statistics_.values())
+    shapes = [v.shape for v in values if isinstance(v, np.ndarray) or sp.issparse(v)]
+    assert shapes and all(157 not in shape for shape in shapes), shapes
+    assert set(rr.warm_statistics_) == {
+        "item_counts",
+        "n_users",
+        "recent_counts",
+        "n_recent",
+        "item_time",
+        "cooccurrence",
+    }
+    assert rr.warm_statistics_["cooccurrence"].getnnz(axis=1).max() <= COOC_NEIGHBORS
+
+
+def test_a_bundle_saved_by_0_1_0_keeps_its_user_knn_and_gets_true_names():
+    """The legacy warm matrix is converted in _rebuild; the names follow the columns."""
+    import skfewrec
+
+    legacy = Path(__file__).resolve().parent / "data" / "legacy_v0_1" / "reranker.zip"
+    rr = skfewrec.load(legacy)
+    assert not hasattr(rr, "warm_interactions_") and not hasattr(rr, "cooccurrence_")
+    assert rr.warm_statistics_["warm"].shape == (rr.warm_statistics_["n_users"], 60)
+    names = rr.feature_names_.tolist()
+    assert names.index("user_knn_score") == names.index("cooc_conditional_mean") + 1
+    assert names[-2:] == ["plain_score", "plain_rank"]  # the columns 0.1.0 wrote last
+    assert "similar_users_score" not in names
+    X = sp.csr_matrix(np.eye(60, dtype=np.float32)[:8] + np.eye(60, k=3, dtype=np.float32)[:8])
+    again = skfewrec.loads(skfewrec.dumps(rr))
+    np.testing.assert_array_equal(again.recommend(X, k=5)[0], rr.recommend(X, k=5)[0])
 
 
 def test_rebuild_restores_the_booster_from_model_text(fitted, data):
@@ -218,6 +259,22 @@ def test_same_random_state_same_model(data):
     a = _reranker(n_estimators=10, cv=2).fit(X)
     b = _reranker(n_estimators=10, cv=2).fit(X)
     assert a.model_text_ == b.model_text_
+
+
+def test_random_state_seeds_the_default_candidate_adapter():
+    for seed in (None, 3):
+        template = LightGBMReranker(random_state=seed)._candidate_template()
+        assert isinstance(template, ClosedFormFoldIn)
+        assert template.factors.get_params()["random_state"] == seed
+    given = _adapter()
+    assert LightGBMReranker(given, random_state=3)._candidate_template() is given
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("check", [check_fit_idempotent, check_pipeline_consistency])
+def test_default_reranker_is_reproducible_under_sklearn_checks(check):
+    """sklearn seeds ``random_state``; it must reach the default ALS factors."""
+    check("LightGBMReranker", LightGBMReranker())
 
 
 def test_pruned_cooccurrence_matches_the_dense_product():
@@ -251,9 +308,193 @@ def test_features_on_a_hand_made_case():
     np.testing.assert_allclose(f["item_factor_norm"], np.array([1, np.sqrt(2), 1]) / 1.1035534)
     np.testing.assert_allclose(f["support_size"], 1)
     np.testing.assert_allclose(f["item_log_popularity"], np.log(np.array([4, 2, 2]) / 5))
-    # the nearest warm users have item 0; rows 0, 1, 3 hold item 1, row 1 item 3
-    assert f["user_knn_score"][0] == pytest.approx(1.0)
-    assert 0 < f["user_knn_score"][1] < 0.5 and f["user_knn_score"][2] == 0
+    # the warm users sharing the shot (rows 0, 1, 3) all hold item 1, one of them item 3
+    np.testing.assert_allclose(f["similar_users_score"], [1, 1 / 3, 0], rtol=1e-6)
+
+
+# ------------------------------------------------------------------ every column, independently
+@pytest.fixture(scope="module")
+def all_options():
+    """A re-ranker with every option on, and a small case to build features for.
+
+    Fold-in candidate adapter (factor and plain fold-in features), timestamps,
+    an item table (numeric, boolean and categorical columns) and a user table
+    (numeric and categorical); new users with 0 to 6 shots.
+    """
+    rng = np.random.RandomState(5)
+    data = make_interactions(n_users=110, n_items=24, density=0.25, random_state=5)
+    X = data.X
+    T = np.where(X.toarray() > 0, rng.uniform(1e9, 2e9, X.shape), 0.0)
+    items = pd.DataFrame(
+        {
+            "year": rng.randint(1950, 2020, 24).astype(float),
+            "drama": rng.rand(24) < 0.5,
+            "kind": pd.Categorical(rng.choice(["a", "b", "c"], 24)),
+        }
+    )
+    users = pd.DataFrame(
+        {"age": rng.randint(18, 70, 110), "group": pd.Categorical(rng.choice(["x", "y"], 110))}
+    )
+    rr = LightGBMReranker(
+        _adapter(n_components=4), n_candidates=10, n_estimators=5, cv=2, random_state=0
+    )
+    rr.set_params(item_features=items)
+    rr.fit(X[:90], user_features=users.iloc[:90], timestamps=T[:90])
+    S = X[90:].tolil()
+    for u, n_shots in enumerate([0, 1, 2, 3, 6] * 4):
+        S.rows[u], S.data[u] = S.rows[u][:n_shots], S.data[u][:n_shots]
+    S = sp.csr_matrix(S)
+    cand, scores = rr.candidates_.recommend(S, k=10)
+    user_values = rr._user_table.transform(users.iloc[90:], 20)
+    return {
+        "rr": rr,
+        "X": X[:90].toarray() > 0,
+        "T": T[:90],
+        "items": items,
+        "users": users.iloc[90:].reset_index(drop=True),
+        "S": S,
+        "cand": cand,
+        "scores": scores,
+        "user_values": user_values,
+    }
+
+
+def _rank(values):
+    """0 for the largest; ties in slot order (as a stable sort)."""
+    return np.array(
+        [np.sum(values > v) + np.sum(values[:j] == v) for j, v in enumerate(values)], float
+    )
+
+
+def _reference_features(case):
+    """Every feature of every (user, candidate) pair, computed the slow, obvious way
+    from the raw inputs: no code of the feature builder is used."""
+    rr, X, S, cand, scores = case["rr"], case["X"], case["S"], case["cand"], case["scores"]
+    n_warm, n_items = X.shape
+    count = X.sum(axis=0).astype(float)
+    log_pop = np.log((count + 1) / (n_warm + 1))
+    times = case["T"][X]
+    scaled = np.zeros(X.shape)
+    scaled[X] = (times - times.min()) / np.ptp(times)
+    recent = X & (scaled >= np.quantile(scaled[X], 0.9))
+    recent_pop = np.log((recent.sum(axis=0) + 1) / (recent.sum() + 1))
+    with np.errstate(invalid="ignore"):
+        item_time = (scaled * X).sum(axis=0) / count
+    V = rr.candidates_.item_factors_.astype(float)
+    norm = np.linalg.norm(V, axis=1)
+    cosine = (V @ V.T) / np.outer(norm, norm)
+    co = (X.T.astype(float) @ X).astype(float)  # 24 items: no neighbour is pruned
+    plain = rr.candidates_.factors_.transform(S) @ V.T
+    numeric = case["items"][["year", "drama"]].to_numpy(float)
+    profile = numeric / np.abs(numeric).max(axis=0)
+    kind = case["items"]["kind"].cat.codes.to_numpy()
+    users = case["users"]
+    rows = []
+    for u in range(S.shape[0]):
+        shots = S[u].indices
+        n = len(shots)
+        valid = cand[u] >= 0
+        c_u, s_u = cand[u][valid], scores[u][valid]
+        overlap = X[:, shots].sum(axis=1).astype(float)  # warm users' shared shots
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t_shots = np.nanmean(item_time[shots]) if n else np.nan
+            cooc = {
+                "cos": [co[shots, c] / np.sqrt(count[shots] * count[c]) for c in c_u],
+                "cond": [co[shots, c] / count[shots] for c in c_u],
+            }
+        user_profile = profile[shots].mean(axis=0) if n else np.zeros(2)
+        cos_mean = np.array([cosine[c, shots].mean() if n else 0.0 for c in c_u])
+        cond_mean = np.array([v.sum() / max(n, 1) for v in cooc["cond"]])
+        plain_u = plain[u, c_u]
+        for j, c in enumerate(c_u):
+            dot = profile[c] @ user_profile
+            denominator = np.linalg.norm(profile[c]) * np.linalg.norm(user_profile)
+            rows.append(
+                {
+                    "adapter_score": s_u[j] / abs(s_u[0]),
+                    "adapter_rank": j,
+                    "adapter_score_gap": (s_u[0] - s_u[j]) / (s_u[0] - s_u.min()),
+                    "item_log_popularity": log_pop[c],
+                    "item_recent_log_popularity": recent_pop[c],
+                    "item_time": item_time[c],
+                    "item_time_gap": item_time[c] - t_shots,
+                    "support_size": n,
+                    "support_log_popularity": log_pop[shots].mean() if n else 0.0,
+                    "item_factor_norm": norm[c] / norm.mean(),
+                    "factor_cosine_max": cosine[c, shots].max() if n else 0.0,
+                    "factor_cosine_mean": cos_mean[j],
+                    "cooc_cosine_max": max(cooc["cos"][j].max(initial=0), 0),
+                    "cooc_cosine_mean": cooc["cos"][j].sum() / max(n, 1),
+                    "cooc_conditional_max": max(cooc["cond"][j].max(initial=0), 0),
+                    "cooc_conditional_mean": cond_mean[j],
+                    "similar_users_score": overlap @ X[:, c] / max(overlap.sum(), 1e-12),
+                    "popularity_rank": _rank(log_pop[c_u])[j],
+                    "cooc_rank": _rank(cond_mean)[j],
+                    "factor_cosine_rank": _rank(cos_mean)[j],
+                    "plain_score": plain_u[j] / max(abs(plain_u.max()), 1e-12),
+                    "plain_rank": _rank(plain_u)[j],
+                    "item:year": case["items"]["year"][c],
+                    "item:drama": float(case["items"]["drama"][c]),
+                    "item:kind": kind[c],
+                    "item_profile_dot": dot,
+                    "item_profile_cosine": dot / denominator if denominator > 0 else 0.0,
+                    "item_same:kind": np.mean(kind[shots] == kind[c]) if n else 0.0,
+                    "user:age": users["age"][u],
+                    "user:group": users["group"].cat.codes[u],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _built_features(case, builder):
+    F = builder.build(case["S"], case["cand"], case["scores"], case["user_values"])
+    return pd.DataFrame(F[(case["cand"] >= 0).ravel()], columns=builder.feature_names)
+
+
+def _assert_each_column_is_its_feature(built, reference):
+    assert list(built.columns) == list(reference.columns)
+    for name in reference.columns:
+        np.testing.assert_allclose(built[name], reference[name], rtol=2e-5, atol=2e-6, err_msg=name)
+
+
+def test_every_named_column_is_that_feature_with_every_option_on(all_options):
+    """Each column named in feature_names_ equals an independent computation of it."""
+    rr = all_options["rr"]
+    reference = _reference_features(all_options)
+    assert rr.feature_names_.tolist() == list(reference.columns)
+    assert len(reference) > 150 and reference["support_size"].min() == 0
+    _assert_each_column_is_its_feature(_built_features(all_options, rr._builder), reference)
+    # the ranker reads the categorical features where they are
+    categorical = [rr.feature_names_[j] for j in rr._builder.categorical_features]
+    assert categorical == ["item:kind", "user:group"]
+
+
+def test_two_swapped_computations_are_caught(all_options, monkeypatch):
+    """The check above fails when two features' columns trade places."""
+    rr = all_options["rr"]
+    registry = list(features_module.FEATURES)
+    i, j = ([entry.name for entry in registry].index(name) for name in ("plain_score", "cooc_rank"))
+    registry[i], registry[j] = (
+        registry[i]._replace(compute=registry[j].compute),
+        registry[j]._replace(compute=registry[i].compute),
+    )
+    monkeypatch.setattr(features_module, "FEATURES", tuple(registry))
+    swapped = features_module.FeatureBuilder(
+        rr.candidates_.item_factors_,
+        rr.warm_statistics_,
+        (rr.item_side_, list(rr.item_side_names_), rr.item_side_categorical_),
+        rr._user_table,
+        fold_in=rr.candidates_.factors_.transform,
+    )
+    with pytest.raises(AssertionError, match="plain_score|cooc_rank"):
+        _assert_each_column_is_its_feature(
+            _built_features(all_options, swapped), _reference_features(all_options)
+        )
+
+
+def test_docs_list_every_feature_of_the_registry():
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "reranker.rst").read_text()
+    assert features_module.feature_list() in docs
 
 
 # ------------------------------------------------------------------ serving
@@ -342,7 +583,8 @@ def test_side_features_are_used(data):
 def test_timestamps_add_recency_features(data):
     rr = _reranker(n_estimators=10).fit(data.X[:300], timestamps=data.timestamps[:300])
     assert {"item_recent_log_popularity", "item_time", "item_time_gap"} <= set(rr.feature_names_)
-    assert rr.recent_item_counts_.sum() == pytest.approx(0.1 * data.X[:300].nnz, rel=0.05)
+    recent = rr.warm_statistics_["recent_counts"]
+    assert recent.sum() == pytest.approx(0.1 * data.X[:300].nnz, rel=0.05)
     with pytest.raises(ValueError, match="timestamps has shape"):
         _reranker().fit(data.X[:300], timestamps=data.timestamps[:200])
 

@@ -234,29 +234,54 @@ def test_recommend_spark_matches_single_process(spark, data, convention):
 
 
 @pytest.mark.spark
-@pytest.mark.parametrize("kind", ["gradient", "rerank"])
+@pytest.mark.parametrize("kind", ["gradient", "rerank", "ease", "most_popular"])
 def test_recommend_spark_is_generic_through_recommend(spark, data, kind):
-    # nothing factor-specific is shipped: the executors call the model's recommend
-    from skfewrec import GradientFoldIn, LightGBMReranker
+    # nothing factor-specific is shipped: the executors call the model's recommend, with
+    # the allow-list and deny-list applied by recommend itself (the re-ranker excludes
+    # before choosing candidates, as in Python)
+    from skfewrec import EASE, GradientFoldIn, LightGBMReranker, MostPopular
     from skfewrec.spark import recommend_spark
 
     warm, new = data
     factors = ALSFactors(n_components=4, max_iter=3, random_state=0)
-    if kind == "gradient":
-        rec = GradientFoldIn(factors=factors, random_state=0)
-    else:
-        rec = LightGBMReranker(
+    rec = {
+        "gradient": lambda: GradientFoldIn(factors=factors, random_state=0),
+        "rerank": lambda: LightGBMReranker(
             candidates=ClosedFormFoldIn(factors=factors),
             n_candidates=20,
             n_estimators=5,
             random_state=0,
-        )
+        ),
+        "ease": lambda: EASE(l2=20.0),
+        "most_popular": MostPopular,
+    }[kind]()
     rec.fit(warm)
     binary = new.copy()
     binary.data[:] = 1.0
     recs = recommend_spark(_frame(spark, new, value=False), rec, k=5)
     ids, scores = rec.recommend(binary, k=5)
     _assert_same(_as_rows(recs), _expected_rows(ids, scores, np.arange(new.shape[0]) + 1000))
+    allow, deny = np.arange(5, 45), [5, 9, 11, 30]
+    recs = recommend_spark(_frame(spark, new, value=False), rec, k=4, items=allow, exclude=deny)
+    ids, scores = rec.recommend(binary, k=4, items=allow, exclude=deny)
+    assert not np.isin(ids, deny).any()
+    _assert_same(_as_rows(recs), _expected_rows(ids, scores, np.arange(new.shape[0]) + 1000))
+
+
+@pytest.mark.spark
+def test_recommend_spark_refuses_a_model_that_lies(spark, data):
+    # the executors rank through the CLI's and the service's checked path: a model
+    # answering -1 while items remain fails the job instead of writing fewer rows
+    from pyspark.errors import PythonException
+
+    from skfewrec import MostPopular
+    from skfewrec.spark import recommend_spark
+
+    warm, new = data
+    broken = MostPopular().fit(warm)
+    broken.item_popularity_[:] = np.nan
+    with pytest.raises(PythonException, match="empty slots"):
+        recommend_spark(_frame(spark, new, value=False), broken, k=3).collect()
 
 
 @pytest.mark.spark

@@ -19,7 +19,7 @@ from skfewrec._core.threads import blas_limits, blas_threads
 
 #: (module, function) pairs where BLAS work happens, wrapped by the spy when present
 SPIED = [
-    ("skfewrec.adapters._closed_form", "solve_users"),
+    ("skfewrec._core.solvers", "solve_users"),
     ("skfewrec.factors._als", "solve_users"),
     ("skfewrec.adapters._gradient", "solve_users"),
     ("skfewrec.factors._explicit", "solve_users"),

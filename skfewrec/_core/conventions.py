@@ -38,7 +38,28 @@ def confidence_coefficients(data, confidence_scale, convention="implicit"):
     if convention == "spark":
         d = confidence_scale * np.abs(r)
         return d, (1.0 + d) * (r > 0)
-    raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}.")
+    _check_convention(convention)
+
+
+def _check_convention(convention):
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}.")
+
+
+def shared_ridge(regularization, convention="implicit"):
+    """The ridge every user shares (in the matrix ``M``) under a convention.
+
+    implicit puts the whole ridge ``lambda`` in ``M``; Spark puts none there, as
+    its ridge ``lambda * n_u`` is per user (see :func:`ridge_per_user`).
+
+    Examples
+    --------
+    >>> from skfewrec._core.conventions import shared_ridge
+    >>> shared_ridge(0.1), shared_ridge(0.1, "spark")
+    (0.1, 0.0)
+    """
+    _check_convention(convention)
+    return 0.0 if convention == "spark" else regularization
 
 
 def ridge_per_user(indptr, regularization, convention="implicit"):
@@ -54,6 +75,7 @@ def ridge_per_user(indptr, regularization, convention="implicit"):
     extra : ndarray of shape (n_users,) or None
         A per-user addition (None when there is none).
     """
+    shared = shared_ridge(regularization, convention)
     if convention == "spark":
-        return 0.0, regularization * np.diff(indptr).astype(np.float64)
-    return regularization, None
+        return shared, regularization * np.diff(indptr).astype(np.float64)
+    return shared, None

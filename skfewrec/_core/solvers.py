@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .conventions import confidence_coefficients, ridge_per_user, shared_ridge
+
 
 @dataclass(frozen=True, eq=False)
 class FoldInSystem:
@@ -171,6 +173,112 @@ def shared_system(item_factors, regularization, prior_precision=None, prior_mean
         if prior_mean is not None:
             m = prior_precision @ prior_mean
     return fold_in_system(Y, M, m)
+
+
+def implicit_system(
+    item_factors,
+    regularization,
+    convention="implicit",
+    prior_precision=None,
+    prior_mean=None,
+):
+    """The :class:`FoldInSystem` of implicit feedback under a confidence convention.
+
+    :func:`shared_system` with the ridge the convention shares between users
+    (:func:`~skfewrec._core.conventions.shared_ridge`): the one system
+    :func:`fold_in` solves against.
+
+    Parameters
+    ----------
+    item_factors : ndarray of shape (n_items, n_components)
+        The fixed vectors ``Y`` (the warm users' vectors to fold in items).
+    regularization : float
+        The ridge ``lambda`` of the factors.
+    convention : {"implicit", "spark"}, default="implicit"
+        The confidence convention.
+    prior_precision, prior_mean : ndarray, default=None
+        As in :func:`shared_system`.
+
+    Returns
+    -------
+    system : FoldInSystem
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._core.solvers import implicit_system
+    >>> implicit_system(np.eye(3, 2), 0.5, "spark").M
+    array([[1., 0.],
+           [0., 1.]])
+    """
+    ridge = shared_ridge(regularization, convention)
+    return shared_system(item_factors, ridge, prior_precision, prior_mean)
+
+
+def fold_in(
+    X,
+    system,
+    *,
+    confidence_scale,
+    regularization,
+    convention="implicit",
+    solver="auto",
+    n_jobs=None,
+):
+    """Fold in the rows of ``X``: confidences, per-row ridge, then the batched solve.
+
+    The whole implicit-feedback fold-in chain, written once: it folds in users
+    against item factors and, transposed, items against warm users' vectors.
+
+    Parameters
+    ----------
+    X : csr_matrix of shape (n_rows, n_columns)
+        Interaction values; each row is folded in against the columns' vectors.
+    system : FoldInSystem
+        From :func:`implicit_system` with the same ``regularization`` and
+        ``convention``.
+    confidence_scale : float
+        Scales the values into confidences
+        (:func:`~skfewrec._core.conventions.confidence_coefficients`).
+    regularization : float
+        The ridge ``lambda`` (per row under Spark's convention).
+    convention : {"implicit", "spark"}, default="implicit"
+        The confidence convention.
+    solver : {"auto", "woodbury", "direct"}, default="auto"
+        As in :func:`solve_users`.
+    n_jobs : int, default=None
+        Threads solving batches of rows (None: 1).
+
+    Returns
+    -------
+    X_folded : ndarray of shape (n_rows, n_components), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scipy.sparse as sp
+    >>> from skfewrec._core.solvers import fold_in, implicit_system
+    >>> Y = np.random.default_rng(0).normal(size=(5, 2))
+    >>> X = sp.csr_matrix(np.array([[1.0, 0, 0, 2.0, 0]]))
+    >>> x = fold_in(X, implicit_system(Y, 0.1), confidence_scale=3.0, regularization=0.1)
+    >>> c = np.array([3.0, 1, 1, 6.0, 1])  # confidences: scale * value, 1 elsewhere
+    >>> p = (X.toarray()[0] > 0).astype(float)  # preferences
+    >>> naive = np.linalg.solve(Y.T @ (c[:, None] * Y) + 0.1 * np.eye(2), Y.T @ (c * p))
+    >>> bool(np.allclose(x[0], naive, atol=1e-5))
+    True
+    """
+    d, t = confidence_coefficients(X.data, confidence_scale, convention)
+    _, extra = ridge_per_user(X.indptr, regularization, convention)
+    return solve_users(
+        X.indptr,
+        X.indices,
+        d,
+        t,
+        system,
+        solver=solver,
+        extra_ridge=extra,
+        n_jobs=n_jobs,
+    )
 
 
 def _padded_batches(indptr, max_batch_elements):

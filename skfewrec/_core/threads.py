@@ -8,6 +8,7 @@ imported (the way a new BLAS library gets loaded), so a call costs a few
 microseconds in a steady state such as a scoring service.
 """
 
+import os
 import sys
 import threading
 
@@ -73,22 +74,62 @@ def blas_threads():
     return max((lib["num_threads"] for lib in infos), default=1)
 
 
-def effective_n_jobs(n_jobs):
-    """The number of workers ``n_jobs`` stands for (None: 1, negative: from the end).
+def max_threads():
+    """The most threads any skfewrec call starts: the machine's logical cores.
+
+    ``n_jobs`` larger than this is capped here, in one place, so that no setting
+    (``n_jobs=100000`` from a typo, a script or a model bundle) asks implicit,
+    BLAS or a thread pool for more threads than there are cores: implicit
+    crashes the process when it cannot start that many.
+
+    Returns
+    -------
+    n_threads : int
+        ``os.cpu_count()`` (1 when unknown).
 
     Examples
     --------
-    >>> from skfewrec._core.threads import effective_n_jobs
+    >>> import os
+    >>> from skfewrec._core.threads import max_threads
+    >>> max_threads() == (os.cpu_count() or 1)
+    True
+    """
+    return os.cpu_count() or 1
+
+
+def effective_n_jobs(n_jobs):
+    """The number of workers ``n_jobs`` stands for, between 1 and :func:`max_threads`.
+
+    None means 1; a negative value counts from the number of cores (-1: all of
+    them), as in joblib; a value above the number of cores is capped at it.
+
+    Parameters
+    ----------
+    n_jobs : int or None
+        The estimator's ``n_jobs``.
+
+    Returns
+    -------
+    n_workers : int
+        At least 1 and at most ``max_threads()``.
+
+    Examples
+    --------
+    >>> from skfewrec._core.threads import effective_n_jobs, max_threads
     >>> effective_n_jobs(None)
     1
+    >>> effective_n_jobs(100000) == max_threads()
+    True
     """
     from joblib import effective_n_jobs as _effective
 
-    return max(1, int(_effective(n_jobs)))
+    return min(max(1, int(_effective(n_jobs))), max_threads())
 
 
 def implicit_threads(n_jobs):
     """implicit's ``num_threads`` for ``n_jobs``: None keeps implicit's default (0, every core).
+
+    Any other value is :func:`effective_n_jobs` of it, so capped at the cores too.
 
     Examples
     --------

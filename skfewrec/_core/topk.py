@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .csr import lookup
 from .threads import blas_limits, effective_n_jobs
 from .validation import check_item_indices, check_k
 
@@ -257,11 +258,7 @@ def factor_topk(U, V, k, *, seen=None, exclude=None, n_jobs=None, block_rows=819
         bi = bi.astype(np.int64)
         drop = bs <= lowest
         if extra:
-            row_of_nnz = np.repeat(np.arange(stop - start), np.diff(sub.indptr))
-            seen_keys = row_of_nnz * n_items + sub.indices  # sorted: canonical CSR
-            keys = np.arange(stop - start)[:, None] * n_items + bi
-            pos = np.minimum(np.searchsorted(seen_keys, keys), seen_keys.size - 1)
-            drop |= seen_keys[pos] == keys
+            drop |= lookup(sub, bi)[1]
         if drop.any():
             # move kept entries to the front, keeping their order
             order = np.argsort(drop, axis=1, kind="stable")

@@ -2,12 +2,106 @@
 
 Each check raises an error that names the parameter, says what was wrong and how
 to fix it. Nothing is silently dropped or clipped.
+
+Interaction values are refused at the door when they are not finite, negative,
+positive but below :data:`MIN_POSITIVE_VALUE` (float32's smallest normal number,
+about 1.2e-38: float32 would store them as 0 and drop the interaction), or larger
+than :data:`MAX_INTERACTION_VALUE` (one million). The upper bound is generous
+for real counts (ratings, clicks, check-ins and purchases are far smaller; even
+the play count of one listener for one artist rarely reaches the hundreds of
+thousands) and leaves a wide margin below what breaks the models: values enter
+float32 Gram matrices as their squares (EASE's ``X^T X`` overflows float32 above
+about 1.8e19), implicit's ALS refuses to fit and the fold-in's Cholesky solve
+loses positive definiteness from about 1e15, and 1e300 is not a float32 at all.
+Larger values are almost always a unit mistake (milliseconds, bytes, ids in
+the value column); rescale them, e.g. with ``np.log1p`` or
+:class:`skfewrec.preprocessing.LogConfidence`.
 """
 
 from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
+
+#: the largest interaction value accepted (see the module's docstring for why)
+MAX_INTERACTION_VALUE = 1e6
+#: the smallest positive value accepted: float32's smallest normal number; smaller
+#: ones would become 0 (no interaction) or lose their precision in float32
+MIN_POSITIVE_VALUE = float(np.finfo(np.float32).tiny)
+
+
+def check_values(values, name):
+    """Check raw interaction values: finite, 0 or in [MIN_POSITIVE_VALUE, MAX_INTERACTION_VALUE].
+
+    Runs on the values as given (before any cast to float32, which would turn
+    1e300 into inf and hide what was wrong).
+
+    Parameters
+    ----------
+    values : ndarray
+        The values (any real dtype).
+    name : str
+        What holds them, for the messages (``"X"``, ``"column 'plays'"``).
+
+    Returns
+    -------
+    values : ndarray
+        ``values``, unchanged.
+
+    Raises
+    ------
+    ValueError
+        Naming the first offending value and the rule.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._core.validation import check_values
+    >>> check_values(np.array([1.0, 3.0]), "X")
+    array([1., 3.])
+    >>> check_values(np.array([1.0, 1e20]), "X")
+    Traceback (most recent call last):
+    ...
+    ValueError: X has 1 value(s) above 1e+06, the largest interaction value skfewrec accepts ...
+    """
+    values = np.asarray(values)
+    if not values.size or values.dtype == bool:
+        return values
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(values)
+        if not finite.all():
+            bad = values[~finite]
+            raise ValueError(
+                f"{name} has {bad.size} NaN or infinite value(s) (the first is {bad[0]}); "
+                "interaction values must be finite numbers. Drop or impute them first."
+            )
+        smallest, largest = values.min(), values.max()
+    if smallest < 0:
+        raise ValueError(
+            f"Negative values in data passed as {name}: {name} has "
+            f"{int(np.sum(values < 0))} negative value(s) (the smallest is {smallest:g}); "
+            "confidences must be >= 0. Use 0 for 'no interaction'; for explicit ratings "
+            "use objective='explicit' where available."
+        )
+    if largest > MAX_INTERACTION_VALUE:
+        raise ValueError(
+            f"{name} has {int(np.sum(values > MAX_INTERACTION_VALUE))} value(s) above "
+            f"{MAX_INTERACTION_VALUE:g}, the largest interaction value skfewrec accepts (the "
+            f"largest is {largest:g}): confidences that large overflow float32 or make the "
+            "solves ill-conditioned. Values of this size are usually a unit mistake "
+            "(milliseconds, bytes, ids); rescale them, e.g. np.log1p(values) or "
+            "skfewrec.preprocessing.LogConfidence."
+        )
+    tiny = ()
+    if values.dtype.kind == "f" and smallest < MIN_POSITIVE_VALUE:
+        tiny = values[(values > 0) & (values < MIN_POSITIVE_VALUE)]
+    if len(tiny):
+        raise ValueError(
+            f"{name} has {tiny.size} positive value(s) below {MIN_POSITIVE_VALUE:.3g} (the "
+            f"smallest is {tiny.min():g}), which float32 cannot hold: they would become 0 "
+            "(no interaction). Use 0 for 'no interaction', or rescale the values."
+        )
+    return values
 
 
 def check_interactions(
@@ -62,7 +156,9 @@ def check_interactions(
         if X.ndim != 2:
             raise ValueError(f"{name} must be 2-dimensional, got {X.ndim} dimensions.")
         _check_real_dtype(X.dtype, name)
-        X = sp.csr_matrix(X, dtype=dtype, copy=copy)
+        X = sp.csr_matrix(X, copy=copy)  # every format (dok, lil, ...) has .data as CSR
+        check_values(X.data, name)  # before the cast: float32 turns 1e300 into inf
+        X = X.astype(dtype, copy=False)
     else:
         arr = np.asarray(X) if not hasattr(X, "to_numpy") else X.to_numpy()
         if arr.dtype == object:
@@ -81,6 +177,7 @@ def check_interactions(
                 f"Reshape your data: {name} must be 2-dimensional of shape (n_users, n_items), "
                 f"got an array of shape {arr.shape}. For a single user use x.reshape(1, -1)."
             )
+        check_values(arr, name)
         X = sp.csr_matrix(arr.astype(dtype, copy=False))
     if X.shape[0] == 0:
         raise ValueError(
@@ -98,23 +195,12 @@ def check_interactions(
             "Encode new users with the same item ids as the training data "
             "(InteractionEncoder.transform), so columns line up."
         )
-    data = X.data
-    if not np.all(np.isfinite(data)):
-        n_bad = int(np.sum(~np.isfinite(data)))
-        raise ValueError(
-            f"{name} has {n_bad} NaN or infinite value(s); confidences must be finite. "
-            "Drop or impute them before fitting."
-        )
-    if data.size and data.min() < 0:
-        n_neg = int(np.sum(data < 0))
-        raise ValueError(
-            f"Negative values in data passed as {name}: {name} has {n_neg} negative value(s) "
-            f"(the smallest is {data.min():g}); confidences must be >= 0. Use 0 for "
-            "'no interaction'; for explicit ratings use objective='explicit' where available."
-        )
     if not X.has_canonical_format:
         X = X.copy() if not copy else X
         X.sum_duplicates()
+    if X.nnz and X.data.max() > MAX_INTERACTION_VALUE:
+        # repeated cells were summed: the sums obey the same bound
+        check_values(X.data, name)
     if X.nnz and np.any(X.data == 0):
         X = X.copy()
         X.eliminate_zeros()
@@ -190,3 +276,37 @@ def check_item_indices(items, n_items, *, name="items"):
             "item indices are column numbers of the fitted interaction matrix."
         )
     return np.unique(arr)
+
+
+def check_flag(value, name):
+    """Check a yes/no option: True or False (numpy's bools too), nothing merely truthy.
+
+    ``filter_seen="no"`` would otherwise filter, since any non-empty string is true.
+
+    Parameters
+    ----------
+    value : object
+        The option's value.
+    name : str
+        The parameter name for the message.
+
+    Returns
+    -------
+    value : bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._core.validation import check_flag
+    >>> check_flag(np.True_, "filter_seen")
+    True
+    >>> check_flag("no", "filter_seen")
+    Traceback (most recent call last):
+    ...
+    TypeError: filter_seen must be True or False, got 'no' of type str.
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(
+            f"{name} must be True or False, got {value!r} of type {type(value).__name__}."
+        )
+    return bool(value)

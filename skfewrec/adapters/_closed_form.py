@@ -7,35 +7,49 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .._core.compat import HasMethods, Interval, StrOptions, _fit_context
-from .._core.conventions import CONVENTIONS, confidence_coefficients, ridge_per_user
-from .._core.solvers import shared_system, solve_users
+from .._core.conventions import CONVENTIONS
+from .._core.csr import select_entries
 from .._core.threads import blas_limits, effective_n_jobs
-from .._core.topk import factor_topk
 from ..base import (
     DerivedCachesMixin,
     FactorRecommenderMixin,
+    ItemsFromFactorsMixin,
     fit_factor_source,
     validate_interactions,
 )
 from ..factors._als import ALSFactors
-from ..factors._explicit import (
-    check_rating_scale,
-    check_ratings_in_scale,
-    explicit_system,
-    fit_explicit_source,
-    solve_explicit,
-    with_bias_column,
-)
+from ..factors._explicit import ExplicitALSFactors, check_rating_scale, check_ratings_in_scale
 from ._items import NewItemsMixin
 from ._priors import prior_terms, warm_prior
 
+#: objective -> (default factor source, attributes it must have, what provides them)
+_FACTOR_SOURCES = {
+    "implicit": (
+        ALSFactors,
+        ("item_factors_", "regularization", "confidence_scale", "fold_in"),
+        "an ALSFactors",
+    ),
+    "explicit": (
+        ExplicitALSFactors,
+        ("item_factors_", "item_biases_", "global_mean_", "regularization", "fold_in"),
+        "objective='explicit' needs a factor source with item biases: an ExplicitALSFactors",
+    ),
+}
+
 
 class ClosedFormFoldIn(
-    DerivedCachesMixin, NewItemsMixin, FactorRecommenderMixin, TransformerMixin, BaseEstimator
+    ItemsFromFactorsMixin,
+    DerivedCachesMixin,
+    NewItemsMixin,
+    FactorRecommenderMixin,
+    TransformerMixin,
+    BaseEstimator,
 ):
     """Recommend to new users from a few interactions: the exact closed-form fold-in.
 
-    The item factors are pretrained once (``factors``) and kept fixed. A new
+    The item factors are pretrained once (``factors``) and kept fixed; the
+    factor source owns them and does the objective's work (its system, solve
+    and scores), so this adapter adds the prior and the ranking. A new
     user's vector is the exact minimiser of the pretraining loss over their
     support set, optionally with a prior learned from the warm users (empirical
     Bayes), which keeps 1- to 3-shot users sensible. For implicit feedback
@@ -66,13 +80,14 @@ class ClosedFormFoldIn(
         The factor source: an :class:`ALSFactors` (``ExplicitALSFactors`` for
         ``objective="explicit"``), fitted on ``X`` by ``fit``, or a
         :class:`~sklearn.frozen.FrozenEstimator` wrapping a fitted one (used as
-        is, kept by ``clone``). None means ``ALSFactors()`` (``ExplicitALSFactors()``).
+        is, kept by ``clone``). None means ``ALSFactors(random_state=random_state)``
+        (``ExplicitALSFactors(random_state=random_state)``).
     regularization : float, default=None
         The ridge ``lambda``; None uses the factors' own. Must be > 0 for
         ``objective="explicit"``.
     confidence_scale : float, default=None
-        ``c = confidence_scale * x``; None uses the factors' own. Unused for
-        ``objective="explicit"``.
+        ``c = confidence_scale * x``; None uses the factors' own. Must be None
+        for ``objective="explicit"`` (ratings are not confidences).
     prior : {"none", "mean", "gaussian"}, default="none"
         "none": plain iALS (identical to implicit's ``recalculate_user``) or plain
         ridge; "mean": shrink toward the warm users' mean vector; "gaussian": the
@@ -93,9 +108,14 @@ class ClosedFormFoldIn(
         How values become confidences and how the ridge scales: implicit's
         (``c = scale * x``, ridge ``lambda``) or Spark MLlib's
         (``c = 1 + scale * x``, ridge ``lambda * n_u``). None uses the factors'
-        own (``factors_.convention_``). Unused for ``objective="explicit"``.
+        own (``factors_.convention_``). Must be None for ``objective="explicit"``.
     n_jobs : int, default=None
         BLAS threads while folding in and threads while ranking. None: 1.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the factor source that ``fit`` trains: the default one, and a
+        passed unfitted one (whose own ``random_state`` it then replaces, as
+        scikit-learn's ensembles do). None keeps a passed source's own seed. A
+        frozen source is never refitted, so it is unaffected.
 
     Attributes
     ----------
@@ -108,11 +128,13 @@ class ClosedFormFoldIn(
     convention_ : str or None
         The confidence convention in use (None for ``objective="explicit"``).
     item_factors_ : ndarray of shape (n_items, n_components), float32
-        Grows with :meth:`add_items`.
+        ``factors_.item_factors_`` (read-only); grows with :meth:`add_items`.
     item_biases_ : ndarray of shape (n_items,), float32
-        Only for ``objective="explicit"``: the items' rating biases ``b_i``.
+        Only for ``objective="explicit"``: the items' rating biases ``b_i``
+        (``factors_.item_biases_``, read-only).
     global_mean_ : float
-        Only for ``objective="explicit"``: the mean warm rating ``mu_r``.
+        Only for ``objective="explicit"``: the mean warm rating ``mu_r``
+        (``factors_.global_mean_``, read-only).
     item_counts_ : ndarray of shape (n_items,), int64
         Number of warm users who interacted with each item when the factors were
         trained (the factor source's ``item_counts_``; for prefit factors without
@@ -163,6 +185,7 @@ class ClosedFormFoldIn(
     """
 
     _derived_caches = ("_system", "_empty_vector", "_unknown")
+    _item_attributes = ("item_factors_", "item_biases_", "global_mean_")
 
     _parameter_constraints = {
         "factors": [HasMethods(["fit"]), None],
@@ -175,6 +198,7 @@ class ClosedFormFoldIn(
         "solver": [StrOptions({"auto", "woodbury", "direct"})],
         "convention": [StrOptions(set(CONVENTIONS)), None],
         "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
     }
 
     def __init__(
@@ -190,6 +214,7 @@ class ClosedFormFoldIn(
         solver="auto",
         convention=None,
         n_jobs=None,
+        random_state=None,
     ):
         self.factors = factors
         self.regularization = regularization
@@ -201,6 +226,7 @@ class ClosedFormFoldIn(
         self.solver = solver
         self.convention = convention
         self.n_jobs = n_jobs
+        self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
@@ -222,33 +248,23 @@ class ClosedFormFoldIn(
             check_rating_scale(self.rating_scale)
         X = validate_interactions(self, X, reset=True)
         check_ratings_in_scale(X, self.rating_scale)
-        if self.objective == "explicit":
-            self.factors_ = fit_explicit_source(self.factors, X)
-            self.item_biases_ = np.asarray(self.factors_.item_biases_, dtype=np.float32)
-            self.global_mean_ = float(self.factors_.global_mean_)
-            self.confidence_scale_ = None
-            self.convention_ = None
-        else:
-            self.factors_ = fit_factor_source(self.factors, X, ALSFactors())
-            self.confidence_scale_ = float(
-                self.factors_.confidence_scale
-                if self.confidence_scale is None
-                else self.confidence_scale
-            )
-            self.convention_ = (
-                getattr(self.factors_, "convention_", "implicit")
-                if self.convention is None
-                else self.convention
-            )
-        self.item_factors_ = np.ascontiguousarray(self.factors_.item_factors_, dtype=np.float32)
-        self.regularization_ = float(
-            self.factors_.regularization if self.regularization is None else self.regularization
+        default, required, expected = _FACTOR_SOURCES[self.objective]
+        self.factors_ = fit_factor_source(
+            self.factors,
+            X,
+            default(random_state=self.random_state),
+            required=required,
+            expected=expected,
+            random_state=self.random_state,
         )
-        if self.objective == "explicit" and self.regularization_ <= 0:
-            raise ValueError(
-                f"objective='explicit' needs regularization > 0 (got {self.regularization_:g}): "
-                "a user with fewer ratings than factors has no unique ridge solution without it."
-            )
+        params = self.factors_.fold_in_params(
+            regularization=self.regularization,
+            confidence_scale=self.confidence_scale,
+            convention=self.convention,
+        )
+        self.regularization_ = params["regularization"]
+        self.confidence_scale_ = params["confidence_scale"]
+        self.convention_ = params["convention"]
         # "unknown" items are those the factors were trained without; prefit factors
         # from elsewhere (no counts) fall back to the warm users given here
         counts = getattr(self.factors_, "item_counts_", None)
@@ -268,12 +284,12 @@ class ClosedFormFoldIn(
         return prior_terms(self.prior, self.prior_strength, self.mean_, self.covariance_)
 
     def _make_system(self, precision, mean):
-        if self.objective == "explicit":
-            return explicit_system(
-                with_bias_column(self.item_factors_), self.regularization_, precision, mean
-            )
-        shared, _ = ridge_per_user(np.zeros(1), self.regularization_, self.convention_)
-        return shared_system(self.item_factors_, shared, precision, mean)
+        return self.factors_.fold_in_system(
+            regularization=self.regularization_,
+            convention=self.convention_,
+            prior_precision=precision,
+            prior_mean=mean,
+        )
 
     def _rebuild(self):
         """Recompute the private caches derived from the public fitted state."""
@@ -281,10 +297,6 @@ class ClosedFormFoldIn(
         # the answer for a user with no (known) shots: the prior's, or the warm mean
         self._empty_vector = self.mean_ if self.prior == "none" else self._system.x0
         self._unknown = None if self.item_counts_.all() else self.item_counts_ == 0
-
-    def _rating_offsets(self):
-        """``mu_r + b_i`` of every item (explicit objective)."""
-        return self.global_mean_ + self.item_biases_.astype(np.float64)
 
     def _validate_users(self, X):
         X = super()._validate_users(X)
@@ -296,22 +308,14 @@ class ClosedFormFoldIn(
 
     def _solve(self, X, system):
         # n_jobs threads solve batches of users, each with single-threaded BLAS
-        n_jobs = self._blas_threads()
-        if self.objective == "explicit":
-            return solve_explicit(
-                X, self._rating_offsets(), system, solver=self.solver, n_jobs=n_jobs
-            )
-        d, t = confidence_coefficients(X.data, self.confidence_scale_, self.convention_)
-        _, extra = ridge_per_user(X.indptr, self.regularization_, self.convention_)
-        return solve_users(
-            X.indptr,
-            X.indices,
-            d,
-            t,
+        return self.factors_.fold_in(
+            X,
             system,
+            regularization=self.regularization_,
+            confidence_scale=self.confidence_scale_,
+            convention=self.convention_,
             solver=self.solver,
-            extra_ridge=extra,
-            n_jobs=n_jobs,
+            n_jobs=self._blas_threads(),
         )
 
     def _drop_unknown_shots(self, X):
@@ -321,9 +325,7 @@ class ClosedFormFoldIn(
         keep = ~self._unknown[X.indices]
         if keep.all():
             return X
-        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[keep]
-        indptr = np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=X.shape[0]))))
-        return type(X)((X.data[keep], X.indices[keep], indptr), shape=X.shape)
+        return select_entries(X, keep, type(X))
 
     def _user_vectors(self, X):
         X = self._drop_unknown_shots(X)
@@ -334,58 +336,31 @@ class ClosedFormFoldIn(
             U[empty] = self._empty_vector
         return U.astype(np.float32)
 
-    def _rating_factors(self, X, columns):
-        """User and item matrices whose products are predicted ratings (explicit).
+    def _scoring_factors(self, X, columns):
+        return self.factors_.scoring_factors(self._user_vectors(X), columns)
 
-        ``[x_u, b_u, 1] . [y_i, 1, mu_r + b_i] = mu_r + b_u + b_i + x_u . y_i``.
-        """
-        W = self._user_vectors(X)
-        U = np.hstack([W, np.ones((W.shape[0], 1), dtype=np.float32)])
-        Y = self.item_factors_ if columns is None else self.item_factors_[columns]
-        off = self._rating_offsets()
-        off = off if columns is None else off[columns]
-        V = np.hstack([Y, np.ones((Y.shape[0], 1), dtype=np.float32), off[:, None]])
-        return U, np.ascontiguousarray(V, dtype=np.float32)
+    @property
+    def item_biases_(self):
+        """ndarray of shape (n_items,), float32: ``factors_.item_biases_`` (explicit)."""
+        return np.asarray(self.factors_.item_biases_, dtype=np.float32)
 
-    def _topk(self, X, k, columns, seen, exclude):
-        if self.objective != "explicit":
-            return super()._topk(X, k, columns, seen, exclude)
-        U, V = self._rating_factors(X, columns)
-        return factor_topk(U, V, k, seen=seen, exclude=exclude, n_jobs=self.n_jobs)
+    @item_biases_.setter
+    def item_biases_(self, value):
+        self._restore_item_attribute("item_biases_", value)
 
-    def _scorer(self, X, columns):
-        if self.objective != "explicit":
-            return super()._scorer(X, columns)
-        U, V = self._rating_factors(X, columns)
-        Vt = np.ascontiguousarray(V.T)
+    @property
+    def global_mean_(self):
+        """float: ``factors_.global_mean_``, the mean warm rating (explicit)."""
+        return float(self.factors_.global_mean_)
 
-        def score_block(start, stop):
-            return U[start:stop] @ Vt
-
-        return score_block
-
-    def _fold_in_items(self, Xt):
-        if self.objective != "explicit":
-            return super()._fold_in_items(Xt)
-        source = self.factors_
-        U = self._warm_user_factors()
-        biases = getattr(source, "user_biases_", None)
-        if biases is None or len(biases) != U.shape[0]:
+    @global_mean_.setter
+    def global_mean_(self, value):
+        if value != self.global_mean_:
             raise ValueError(
-                "add_items with objective='explicit' needs the warm users' biases "
-                "(factors_.user_biases_, one per warm user); use an ExplicitALSFactors "
-                "fitted on the warm users."
+                f"global_mean_ ({value!r}) differs from factors_.global_mean_ "
+                f"({self.global_mean_!r}): it is read from factors_, and the saved model is "
+                "inconsistent; refit it."
             )
-        ridge = float(source.regularization)
-        bias_ridge = getattr(source, "bias_regularization", None)
-        ridge = np.r_[np.full(U.shape[1], ridge), ridge if bias_ridge is None else bias_ridge]
-        features = with_bias_column(U)
-        offsets = self.global_mean_ + np.asarray(biases, dtype=np.float64)
-        V = solve_explicit(Xt, offsets, explicit_system(features, ridge))
-        return {
-            "item_factors_": V[:, :-1].astype(np.float32),
-            "item_biases_": V[:, -1].astype(np.float32),
-        }
 
     def transform(self, X):
         """Fold in users: their vectors given their support sets, item factors fixed.

@@ -1,65 +1,35 @@
-"""New items (the long tail): fold in an item added after pretraining, from its warm users.
+"""New items (the long tail) for adapters: ``add_items`` delegates to the factor source.
 
-The symmetric closed form of the user fold-in. With the warm users' vectors ``X``
-fixed, the iALS vector of an item touched by the users ``S`` solves::
-
-    (X^T X + lambda I + X_S^T D X_S) y = X_S^T t
-
-which is :func:`skfewrec._core.solvers.solve_users` on the transposed problem: the
-items are the rows and the warm users play the part of the items. It is exactly
-the item half-step a retraining of ALS would take, so a new item costs one small
-batched solve instead of a retraining.
+The fold-in of an item from its warm users (the symmetric closed form) lives with
+the item factors, in :mod:`skfewrec.factors._base`.
 """
-
-import warnings
 
 import numpy as np
 
 from .._core.compat import check_is_fitted
-from .._core.conventions import confidence_coefficients, ridge_per_user
-from .._core.solvers import shared_system, solve_users
 from .._core.validation import check_interactions
 
 
 class NewItemsMixin:
     """``add_items``: append items added after pretraining to a fitted adapter.
 
-    For estimators with a fitted factor source ``factors_`` holding the warm
-    users' vectors (``factors_.user_factors_``), item vectors ``item_factors_``,
-    ``n_features_in_`` and a ``_rebuild`` method for their derived caches.
-    Subclasses with other item parameters (biases) override ``_fold_in_items``.
+    The factor source owns the items: ``add_items`` replaces ``factors_`` by
+    ``factors_.extend_items(X_new_items)`` (a grown copy: a frozen source is
+    never modified), then grows the adapter's own ``item_counts_`` and
+    ``n_features_in_`` and rebuilds its caches. Subclasses may check the new
+    values (e.g. a rating scale) in ``_check_new_item_values``.
     """
-
-    def _warm_user_factors(self):
-        U = getattr(self.factors_, "user_factors_", None)
-        if U is None or U.shape[0] == 0:
-            raise ValueError(
-                "add_items needs the warm users' vectors, but the factor source holds none "
-                "(factors_.user_factors_ is empty). Pretrain the factors on the warm users "
-                "(ALSFactors.fit), or pass user_factors to ALSFactors.from_arrays."
-            )
-        return U
 
     def _check_new_item_values(self, X_new):
         """Hook: extra checks of the new items' values (e.g. a rating scale)."""
-
-    def _fold_in_items(self, Xt):
-        """Item parameters of the new items (rows of ``Xt``) -> {attribute: rows}."""
-        source = self.factors_
-        U = self._warm_user_factors()
-        convention = getattr(source, "convention_", "implicit")
-        shared, extra = ridge_per_user(Xt.indptr, source.regularization, convention)
-        d, t = confidence_coefficients(Xt.data, source.confidence_scale, convention)
-        system = shared_system(U, shared)
-        V = solve_users(Xt.indptr, Xt.indices, d, t, system, extra_ridge=extra)
-        return {"item_factors_": V.astype(np.float32)}
 
     def add_items(self, X_new_items):
         """Fold in items added after fitting, from the warm users who interacted with them.
 
         Each new item's vector is the exact closed-form solve of the pretraining
         objective with the warm users' vectors fixed (the item half-step of ALS),
-        using the factor source's regularisation and confidence settings. The new
+        using the factor source's regularisation and confidence settings
+        (:meth:`ALSFactors.extend_items`): ``factors_`` becomes the grown source. The new
         items are appended after the existing ones: they get the column indices
         ``n_features_in_`` onwards, ``recommend`` ranks them, and new users'
         interaction matrices must then have the grown number of columns.
@@ -74,7 +44,8 @@ class NewItemsMixin:
         Returns
         -------
         self : object
-            The estimator, with ``item_factors_`` and ``n_features_in_`` grown.
+            The estimator, with ``factors_`` (so ``item_factors_``) and
+            ``n_features_in_`` grown.
 
         Warns
         -----
@@ -96,34 +67,11 @@ class NewItemsMixin:
         """
         check_is_fitted(self)
         X_new = check_interactions(X_new_items, name="X_new_items")
-        U = self._warm_user_factors()
-        if X_new.shape[0] != U.shape[0]:
-            raise ValueError(
-                f"X_new_items has {X_new.shape[0]} rows but the factor source holds "
-                f"{U.shape[0]} warm users; pass one row per warm user, in the order of the "
-                "rows the factors were trained on (the rows fit saw)."
-            )
         self._check_new_item_values(X_new)
-        Xt = X_new.T.tocsr()
-        counts = np.diff(Xt.indptr)
-        parts = self._fold_in_items(Xt)
-        lonely = np.flatnonzero(counts == 0)
-        if lonely.size:
-            for rows in parts.values():
-                rows[lonely] = 0
-            warnings.warn(
-                f"{lonely.size} of the {counts.size} new items have no interaction from a "
-                f"warm user (first: new item {lonely[0]}, column "
-                f"{self.n_features_in_ + lonely[0]}); they get a zero vector and rank as "
-                "unknown items. Add them once warm users have interacted with them.",
-                UserWarning,
-                stacklevel=2,
-            )
-        for name, rows in parts.items():
-            setattr(self, name, np.concatenate([getattr(self, name), rows]))
+        self.factors_ = self.factors_.extend_items(X_new)
         if hasattr(self, "item_counts_"):
-            self.item_counts_ = np.concatenate([self.item_counts_, counts.astype(np.int64)])
-        self.n_features_in_ = int(self.n_features_in_ + counts.size)
-        if hasattr(self, "_rebuild"):
-            self._rebuild()
+            counts = X_new.getnnz(axis=0).astype(np.int64)
+            self.item_counts_ = np.concatenate([self.item_counts_, counts])
+        self.n_features_in_ = int(self.n_features_in_ + X_new.shape[1])
+        self._rebuild()
         return self

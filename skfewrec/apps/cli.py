@@ -1,8 +1,10 @@
 """The ``skfewrec`` command line: fit, recommend, evaluate, demo, serve.
 
 Exit codes: 0 success; 2 usage error (bad options, a missing input file, a column
-name not in the file); 1 failure while running (bad values in the data, a corrupt
-bundle, unknown ids under the "error" policy). Errors print one line to stderr,
+name not in the file, a model too large for this machine's memory); 1 failure
+while running (bad values in the data, a corrupt bundle, unknown ids under the
+"error" policy); 3 ``serve`` could not listen on its address (a port in use, a
+host that is not an interface of this machine). Errors print one line to stderr,
 ``skfewrec <command>: error: <what was wrong and how to fix it>``, without a
 traceback (``--traceback`` shows it).
 """
@@ -31,6 +33,10 @@ _EVAL_MODELS = (
 
 class UsageError(Exception):
     """A mistake in the command line itself: exit code 2."""
+
+
+#: exit code of ``serve`` when its address cannot be listened on
+EXIT_STARTUP = 3
 
 
 def _show_warning(command):
@@ -137,6 +143,41 @@ def _factors(args):
     )
 
 
+def _available_memory():
+    """Bytes of memory available to this process now (None when unknown)."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _check_model_size(args, shape):
+    """Refuse, before any work, a --n-components whose factor matrices cannot fit in memory.
+
+    The factors take 4 bytes per user, item and component (twice, with implicit's
+    working copy); the fold-ins keep a few float64 n_components x n_components
+    matrices (Gram, prior covariance, eigenbasis).
+    """
+    n_users, n_items = shape
+    f = args.n_components
+    need = 8 * f * (n_users + n_items) + 4 * 8 * f * f
+    available = _available_memory()
+    if available is not None and need > available:
+        raise UsageError(
+            f"--n-components {f} needs about {need / 2**30:.1f} GiB for {n_users} users x "
+            f"{n_items} items, more than the {available / 2**30:.1f} GiB available; use "
+            f"fewer components (typical: 32 to 256; at most {min(n_users, n_items)} are "
+            "useful for this data)"
+        )
+
+
 def _build_model(kind, factors, args):
     from .. import EASE, ClosedFormFoldIn, ImplicitFoldIn, ItemKNN, MostPopular
 
@@ -202,6 +243,7 @@ def cmd_fit(args):
     )
     X = encoder.fit_transform(df)
     _log(args, f"read {len(df)} interactions: {X.shape[0]} users x {X.shape[1]} items")
+    _check_model_size(args, X.shape)
     model = _build_model(args.model, _factors(args), args)
     fit_kwargs = {}
     if args.model == "rerank" and args.time_col is not None:
@@ -225,10 +267,9 @@ def cmd_recommend(args):
     import numpy as np
     import pandas as pd
 
-    from ..persistence import load
+    from ._answer import load_bundle, recommend_rows
 
-    model = load(args.bundle)
-    encoder = getattr(model, "encoder_", None)
+    model, encoder = load_bundle(args.bundle)
     if encoder is None:
         raise ValueError(
             f"the bundle {args.bundle} has no id maps; fit it with `skfewrec fit` or save it "
@@ -275,8 +316,8 @@ def cmd_recommend(args):
             out.write("user,rank,item,score\n")
         for start in chunks:
             stop = min(start + args.chunk_size, X.shape[0])
-            ids, scores = model.recommend(
-                X[start:stop], k=k, filter_seen=not args.no_filter_seen, exclude=exclude
+            ids, scores = recommend_rows(
+                model, X[start:stop], k=k, filter_seen=not args.no_filter_seen, exclude=exclude
             )
             n_rows += _write_chunk(out, fmt, users[start:stop], ids, scores, encoder, np)
             bar.update(stop - start)
@@ -364,6 +405,7 @@ def cmd_evaluate(args):
     from ..model_selection import fewshot_curve, train_test_split_users
 
     name, X = _evaluation_data(args)
+    _check_model_size(args, X.shape)
     warm, new = train_test_split_users(X, test_size=args.test_size, random_state=args.random_state)
     _log(
         args,
@@ -440,7 +482,6 @@ def cmd_demo(args, extra):
 
 def cmd_serve(args):
     """Serve a bundle over HTTP."""
-    from ..persistence import read_metadata
     from .serve import run
 
     try:
@@ -449,12 +490,14 @@ def cmd_serve(args):
         raise ImportError(
             "serving needs fastapi and uvicorn: pip install 'skfewrec[serve]'"
         ) from None
-    name = read_metadata(args.bundle)["estimator"]["class"].rsplit(".", 1)[-1]
-    _log(
-        args,
-        f"serving {name} from {args.bundle} on http://{args.host}:{args.port} with "
-        f"{args.workers} worker(s) (Ctrl-C stops)",
-    )
+
+    def announce(url, description):
+        _log(
+            args,
+            f"serving {description['class']} from {args.bundle} on {url} with "
+            f"{args.workers} worker(s) (Ctrl-C stops)",
+        )
+
     run(
         args.bundle,
         host=args.host,
@@ -463,6 +506,7 @@ def cmd_serve(args):
         log_level=args.log_level,
         access_log=args.access_log,
         http=args.http,
+        announce=announce,
         max_k=args.max_k,
         max_shots=args.max_shots,
         max_batch=args.max_batch,
@@ -479,6 +523,18 @@ def _positive_int(text):
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _port(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"a TCP port is from 0 to 65535, got {value} (0 picks a free one)"
+        )
     return value
 
 
@@ -525,7 +581,7 @@ def _model_options(p, *, default_prior):
         "--n-jobs",
         type=int,
         default=None,
-        help="threads for BLAS and implicit (default: 1 for BLAS)",
+        help="threads for BLAS and implicit, at most the cores (default: 1 for BLAS)",
     )
 
 
@@ -578,7 +634,10 @@ def build_parser():
     parser = _Parser(
         prog="skfewrec",
         description="Few-shot recommendation for new users: fit, recommend, evaluate, serve.",
-        epilog="Exit codes: 0 ok, 1 failure while running, 2 usage error.",
+        epilog=(
+            "Exit codes: 0 ok, 1 failure while running, 2 usage error, 3 serve could not "
+            "listen on its address."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"skfewrec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -700,7 +759,7 @@ def build_parser():
     )
     p.add_argument("bundle", type=_existing, help="model bundle (from `skfewrec fit`)")
     p.add_argument("--host", default="127.0.0.1", help="interface (127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (8000)")
+    p.add_argument("--port", type=_port, default=8000, help="TCP port, 0-65535 (8000)")
     p.add_argument(
         "--workers",
         type=_positive_int,
@@ -745,7 +804,8 @@ def main(argv=None):
     Returns
     -------
     code : int
-        0 success, 1 failure while running, 2 usage error.
+        0 success, 1 failure while running, 2 usage error, 3 ``serve`` could not
+        listen on its address.
 
     Examples
     --------
@@ -781,8 +841,11 @@ def main(argv=None):
         if args.traceback:
             raise
         from ..persistence import BundleError
+        from .serve import StartupError
 
         code = 2 if isinstance(exc, UsageError) else 1
+        if isinstance(exc, StartupError):
+            code = EXIT_STARTUP
         expected = (UsageError, BundleError, ValueError, TypeError, OSError, ImportError)
         detail = _one_line(exc) or type(exc).__name__
         if not isinstance(exc, expected):

@@ -19,21 +19,35 @@ Endpoints
 Requests arriving while the model is busy are scored together in one batched
 call (dynamic batching, no added wait), so throughput grows with concurrency.
 Every bad request gets a 4xx answer ``{"detail": "<what was wrong and how to fix
-it>"}``: malformed JSON (400), a body over the size limit (413), wrong types, a
-``k`` or a number of shots over the limits, unknown ids under the bundle's
-``handle_unknown="error"`` policy (422).
+it>"}``: malformed JSON or numbers JSON cannot hold (400), a body over the size
+limit (413), wrong types, a ``k`` or a number of shots over the limits, values
+outside [0, 1e6], unknown ids under the bundle's ``handle_unknown="error"``
+policy (422). A failure of the model itself answers 500 with the same kind of
+body. Each event is logged on one line (logger ``skfewrec.serve``), never as a
+traceback.
+
+Recommendations come from :func:`skfewrec.apps._answer.recommend_each`, i.e. the
+model's own ``recommend`` called as in Python: the answer for a request is the
+answer of ``recommend`` for the same interactions, ``k``, ``exclude`` and
+``filter_seen``.
 """
 
 import asyncio
 import contextlib
 import json
-import math
+import logging
 import os
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
+
+from .._core.validation import MAX_INTERACTION_VALUE
+from ._answer import load_bundle, recommend_each
+
+_logger = logging.getLogger("skfewrec.serve")
 
 #: default limits of a service (each is a keyword of :func:`create_app`)
 DEFAULT_LIMITS = {
@@ -43,8 +57,6 @@ DEFAULT_LIMITS = {
     "max_body_bytes": 1 << 20,
 }
 _N_SHOWN = 5
-#: largest interaction value: sums of a user's values stay finite in float32
-_MAX_VALUE = 1e30
 
 
 class RequestError(ValueError):
@@ -120,8 +132,12 @@ class ItemMap:
         """Column indices of raw ids, and the unknown ids (dropped under "ignore")."""
         policy = self.policy if policy is None else policy
         if self._lookup is None:
-            idx = np.fromiter((i if isinstance(i, int) else -1 for i in ids), np.int64, len(ids))
-            bad = (idx < 0) | (idx >= self.n_items)
+            n = self.n_items
+            # any integer (even one beyond int64) outside [0, n) is unknown, not an overflow
+            idx = np.fromiter(
+                (i if isinstance(i, int) and 0 <= i < n else -1 for i in ids), np.int64, len(ids)
+            )
+            bad = idx < 0
             unknown = [ids[i] for i in np.flatnonzero(bad)]
         else:
             get = self._lookup.get
@@ -158,8 +174,9 @@ class Scorer:
     Parameters
     ----------
     estimator : fitted recommender
-        Anything with ``recommend(X, k, *, filter_seen)`` and ``n_features_in_``;
-        its ``encoder_`` (from a bundle) gives the id maps.
+        Anything with ``recommend(X, k, *, filter_seen, exclude)`` and ``n_features_in_``.
+    encoder : InteractionEncoder, default=None
+        The id maps (from the bundle); None: items are column indices.
     max_k, max_shots : int
         Limits of a request (see :func:`create_app`).
 
@@ -176,10 +193,10 @@ class Scorer:
     (['items', 'scores', 'unknown'], 2)
     """
 
-    def __init__(self, estimator, *, max_k, max_shots):
+    def __init__(self, estimator, *, encoder=None, max_k, max_shots):
         self.estimator = estimator
         self.n_items = int(estimator.n_features_in_)
-        self.items = ItemMap(self.n_items, getattr(estimator, "encoder_", None))
+        self.items = ItemMap(self.n_items, encoder)
         self.max_k = max_k
         self.max_shots = max_shots
 
@@ -217,16 +234,16 @@ class Scorer:
                     + (f"{len(values)}" if isinstance(values, list) else type(values).__name__)
                     + "."
                 )
+            # comparisons, not float(): exact for integers of any size, false for NaN
             if not all(
                 isinstance(v, int | float)
                 and not isinstance(v, bool)
-                and math.isfinite(v)
-                and 0 <= v <= _MAX_VALUE
+                and 0 <= v <= MAX_INTERACTION_VALUE
                 for v in values
             ):
                 raise RequestError(
-                    f"{where}.values must hold numbers from 0 to {_MAX_VALUE:g} (confidences: "
-                    "counts, ratings), one per item."
+                    f"{where}.values must hold numbers from 0 to {MAX_INTERACTION_VALUE:g} "
+                    "(confidences: counts, ratings), one per item."
                 )
             values = np.asarray(values, dtype=np.float32)
         k = body.get("k", 10)
@@ -251,11 +268,19 @@ class Scorer:
             raise RequestError(f"{where}.filter_seen must be true or false.")
         idx, unknown = self.items.index(items, name=f"{where}.items")
         known = idx >= 0
+        idx, values = idx[known], values[known]
+        if values.sum(dtype=np.float64) > MAX_INTERACTION_VALUE:  # a repeated item may exceed it
+            cells, where_cell = np.unique(idx, return_inverse=True)
+            if np.bincount(where_cell, weights=values).max() > MAX_INTERACTION_VALUE:
+                raise RequestError(
+                    f"{where}.values of repeated items sum to more than "
+                    f"{MAX_INTERACTION_VALUE:g}, the largest interaction value."
+                )
         # excluding an item the model does not know is a no-op, never an error
         ex_idx, _ = self.items.index(exclude, name=f"{where}.exclude", policy="ignore")
         return {
-            "indices": idx[known],
-            "values": values[known],
+            "indices": idx,
+            "values": values,
             "k": k,
             "exclude": np.unique(ex_idx[ex_idx >= 0]),
             "filter_seen": filter_seen,
@@ -263,15 +288,7 @@ class Scorer:
         }
 
     def score(self, users):
-        """Recommendations for parsed users, in one model call per filter_seen value."""
-        results = [None] * len(users)
-        for flag in (True, False):
-            rows = [i for i, u in enumerate(users) if u["filter_seen"] is flag]
-            if rows:
-                self._score_group([users[i] for i in rows], flag, rows, results)
-        return results
-
-    def _score_group(self, users, filter_seen, rows, results):
+        """Recommendations for parsed users: one batched ``recommend`` per distinct option set."""
         lengths = np.array([u["indices"].size for u in users])
         indptr = np.zeros(len(users) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
@@ -286,19 +303,15 @@ class Scorer:
         )
         X.sum_duplicates()
         X.eliminate_zeros()
-        # one top-k for the batch: deep enough for every user's k plus their exclusions
-        depth = min(self.n_items, max(u["k"] + u["exclude"].size for u in users))
-        ids, scores = self.estimator.recommend(X, k=depth, filter_seen=filter_seen)
-        for row, user, top, top_scores in zip(rows, users, ids, scores):
-            keep = top >= 0
-            if user["exclude"].size:
-                keep &= ~np.isin(top, user["exclude"])
-            top, top_scores = top[keep][: user["k"]], top_scores[keep][: user["k"]]
-            results[row] = {
+        answers = recommend_each(self.estimator, X, users)
+        return [
+            {
                 "items": self.items.raw(top.tolist()),
-                "scores": [float(s) for s in top_scores.tolist()],
+                "scores": top_scores.tolist(),
                 "unknown": user["unknown"],
             }
+            for user, (top, top_scores) in zip(users, answers)
+        ]
 
 
 def _check_ids(ids, where):
@@ -353,11 +366,15 @@ class _Batcher:
         self._executor.shutdown(wait=False)
 
 
-def _describe(estimator, bundle_path, limits, items):
+def _describe(estimator, limits, items):
+    """What ``GET /model`` answers: the model, its catalogue and limits (no file paths)."""
+
     def jsonable(value):
-        if value is None or isinstance(value, bool | int | float | str):
+        if value is None or isinstance(value, bool | int | str):
             return value
-        return repr(value)
+        if isinstance(value, float):
+            return value if np.isfinite(value) else repr(value)
+        return type(value).__name__  # an estimator or array: its kind, nothing of the host
 
     params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
     item_factors = getattr(estimator, "item_factors_", None)
@@ -371,20 +388,35 @@ def _describe(estimator, bundle_path, limits, items):
         "id_maps": items.encoder is not None,
         "unknown_ids": items.policy,
         "limits": limits,
-        "bundle": None if bundle_path is None else os.fspath(bundle_path),
         "skfewrec_version": __version__,
     }
 
 
-def create_app(model, **limits):
+def _check_limits(limits):
+    unknown = set(limits) - set(DEFAULT_LIMITS)
+    if unknown:
+        raise TypeError(
+            f"Unknown limit(s) {sorted(unknown)}; the limits are {list(DEFAULT_LIMITS)}."
+        )
+    limits = {**DEFAULT_LIMITS, **limits}
+    for name, value in limits.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+    return limits
+
+
+def create_app(model, *, encoder=None, **limits):
     """Build the FastAPI app serving a model bundle.
 
     Parameters
     ----------
     model : str, path-like or fitted recommender
-        A bundle path (loaded with :func:`skfewrec.load`) or a loaded model. Raw ids
-        are used when the bundle carries id maps (``encoder_``); otherwise items
-        are column indices.
+        A bundle path (loaded with :func:`skfewrec.load`, with its id maps) or a
+        loaded model.
+    encoder : InteractionEncoder, default=None
+        The id maps of a loaded ``model``: requests then use raw ids. None (and a
+        bundle without id maps): items are column indices. Ignored for a path,
+        whose bundle carries its own.
     **limits : int
         ``max_k`` (largest ``k``, default 100), ``max_shots`` (most items in one
         user's request, default 1000), ``max_batch`` (most users in one batch
@@ -414,37 +446,24 @@ def create_app(model, **limits):
     """
     try:
         from fastapi import FastAPI
-        from fastapi.responses import JSONResponse, Response
-        from starlette.exceptions import HTTPException
+        from fastapi.responses import Response
+        from starlette.requests import ClientDisconnect
         from starlette.routing import Route
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
             "The HTTP service needs fastapi and uvicorn: pip install 'skfewrec[serve]'."
         ) from exc
-    unknown = set(limits) - set(DEFAULT_LIMITS)
-    if unknown:
-        raise TypeError(
-            f"Unknown limit(s) {sorted(unknown)}; the limits are {list(DEFAULT_LIMITS)}."
-        )
-    limits = {**DEFAULT_LIMITS, **limits}
-    for name, value in limits.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
-
-    bundle_path = None
+    limits = _check_limits(limits)
     if isinstance(model, str | os.PathLike):
-        from ..persistence import load
-
-        bundle_path = model
-        model = load(model)
+        model, encoder = load_bundle(model)
     if not hasattr(model, "recommend") or not hasattr(model, "n_features_in_"):
         raise TypeError(
             f"model must be a bundle path or a fitted skfewrec recommender, got "
             f"{type(model).__name__}."
         )
-    scorer = Scorer(model, max_k=limits["max_k"], max_shots=limits["max_shots"])
+    scorer = Scorer(model, encoder=encoder, max_k=limits["max_k"], max_shots=limits["max_shots"])
     batcher = _Batcher(scorer, limits["max_batch"])
-    description = _describe(model, bundle_path, limits, scorer.items)
+    description = _describe(model, limits, scorer.items)
     max_body = limits["max_body_bytes"]
 
     @contextlib.asynccontextmanager
@@ -464,12 +483,7 @@ def create_app(model, **limits):
         ),
     )
     app.state.scorer = scorer
-
-    class _TooLarge(HTTPException):
-        def __init__(self):
-            super().__init__(
-                413, f"The request body is larger than this service's limit of {max_body} bytes."
-            )
+    app.state.description = description
 
     def answer(payload, status=200):
         return Response(
@@ -479,26 +493,46 @@ def create_app(model, **limits):
         )
 
     async def read_json(request):
+        too_large = RequestError(
+            f"The request body is larger than this service's limit of {max_body} bytes.",
+            status=413,
+        )
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > max_body):
-            raise _TooLarge()
+            raise too_large
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > max_body:
-                raise _TooLarge()
+                raise too_large
         if not body:
             raise RequestError("The request body is empty; send a JSON object.", status=400)
         try:
             return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RequestError(f"The request body is not valid JSON: {exc}.", status=400) from None
         except RecursionError:
             raise RequestError("The request body is nested too deeply.", status=400) from None
+        except ValueError as exc:  # bad JSON, bad UTF-8, an integer over 4300 digits
+            raise RequestError(
+                f"The request body is not JSON this service can read: {exc}.", status=400
+            ) from None
 
-    @app.exception_handler(RequestError)
-    async def _request_error(request, exc):
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+    def guarded(endpoint):
+        """Every outcome of ``endpoint`` is a JSON answer and at most one log line."""
+
+        async def run_endpoint(request):
+            try:
+                return await endpoint(request)
+            except RequestError as exc:
+                return answer({"detail": str(exc)}, exc.status)
+            except ClientDisconnect:
+                _logger.info("%s %s: the client disconnected", request.method, request.url.path)
+                return answer({"detail": "The client disconnected."}, 400)
+            except Exception as exc:  # the model failed: one line, not a traceback
+                detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+                _logger.error("%s %s: 500 %s", request.method, request.url.path, detail)
+                return answer({"detail": f"The model failed on this request ({detail})."}, 500)
+
+        return run_endpoint
 
     @app.get("/health")
     async def health():
@@ -538,8 +572,8 @@ def create_app(model, **limits):
     # plain Starlette routes: FastAPI's per-request dependency solving is a large share
     # of the service's own time per request, and these endpoints parse their body alone
     app.router.routes[:0] = [
-        Route("/recommend", recommend, methods=["POST"]),
-        Route("/recommend/batch", recommend_batch, methods=["POST"]),
+        Route("/recommend", guarded(recommend), methods=["POST"]),
+        Route("/recommend/batch", guarded(recommend_batch), methods=["POST"]),
     ]
 
     # a first call pays for lazy imports and thread-pool discovery, not the first user
@@ -578,27 +612,117 @@ def app_from_environment():
     return app
 
 
+class StartupError(OSError):
+    """The service cannot start: its address cannot be listened on.
+
+    :func:`run` raises it before serving anything (a port in use, a host that
+    does not resolve or is not an interface of this machine, a port needing
+    privileges); ``skfewrec serve`` turns it into exit code 3.
+
+    Examples
+    --------
+    >>> from skfewrec.apps.serve import StartupError
+    >>> issubclass(StartupError, OSError)
+    True
+    """
+
+
+def listen(host, port):
+    """A TCP socket bound to ``host:port`` and listening (port 0: a free one).
+
+    Parameters
+    ----------
+    host : str
+        An interface name or address (``127.0.0.1``, ``::1``, ``0.0.0.0``, ``localhost``).
+    port : int
+        0 to 65535.
+
+    Returns
+    -------
+    sock : socket.socket
+        Accepting connections (the kernel queues them until the server runs).
+
+    Raises
+    ------
+    ValueError
+        ``port`` is not an integer in [0, 65535].
+    StartupError
+        The address cannot be listened on; the message says why and what to do.
+
+    Examples
+    --------
+    >>> from skfewrec.apps.serve import listen
+    >>> sock = listen("127.0.0.1", 0)
+    >>> sock.getsockname()[1] > 0
+    True
+    >>> sock.close()
+    >>> listen("127.0.0.1", 99999)
+    Traceback (most recent call last):
+    ...
+    ValueError: port must be an integer from 0 to 65535, got 99999.
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an integer from 0 to 65535, got {port!r}.")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (OSError, UnicodeError) as exc:
+        raise StartupError(
+            f"cannot listen on host {host!r}: it does not resolve ({exc}); pass an address of "
+            "this machine, e.g. --host 127.0.0.1 or --host 0.0.0.0."
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        hint = (
+            "another process is using it; stop it or pick another --port"
+            if exc.errno == 98
+            else "pick another --host/--port (ports below 1024 need privileges)"
+        )
+        raise StartupError(f"cannot listen on {host}:{port}: {reason}; {hint}.") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url(sock):
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def run(
     model,
     *,
+    encoder=None,
     host="127.0.0.1",
     port=8000,
     workers=1,
     http="auto",
     log_level="warning",
     access_log=False,
+    announce=None,
     **limits,
 ):
     """Serve a model bundle over HTTP with uvicorn until interrupted.
+
+    The model is loaded and the address bound before anything is announced:
+    ``announce`` runs once the socket accepts connections.
 
     Parameters
     ----------
     model : str, path-like or fitted recommender
         What :func:`create_app` takes (a bundle path when ``workers > 1``).
+    encoder : InteractionEncoder, default=None
+        The id maps of a loaded ``model`` (see :func:`create_app`).
     host : str, default="127.0.0.1"
         Interface to listen on (``0.0.0.0`` for every interface).
     port : int, default=8000
-        TCP port.
+        TCP port, 0 to 65535 (0: a free one).
     workers : int, default=1
         Worker processes, each with its own copy of the model. More than one
         lets scoring use several cores despite Python's GIL.
@@ -609,8 +733,16 @@ def run(
         uvicorn's log level.
     access_log : bool, default=False
         Log every request (costs throughput).
+    announce : callable, default=None
+        Called as ``announce(url, description)`` once the socket accepts
+        connections (``description`` is what ``GET /model`` answers).
     **limits : int
         See :func:`create_app`.
+
+    Raises
+    ------
+    StartupError
+        The address cannot be listened on (before anything is served).
 
     Examples
     --------
@@ -622,26 +754,36 @@ def run(
     """
     import uvicorn
 
-    if workers > 1:
-        if not isinstance(model, str | os.PathLike):
-            raise TypeError("workers > 1 needs a bundle path: each worker process loads it.")
-        create_app(model, **limits)  # fail here, once, on a bad bundle or limit
-        os.environ[_ENV_BUNDLE] = os.fspath(model)
-        os.environ[_ENV_LIMITS] = json.dumps(limits)
-        uvicorn.run(
-            "skfewrec.apps.serve:app_from_environment",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            http=http,
-            log_level=log_level,
-            access_log=access_log,
-        )
-        return
-    app = create_app(model, **limits)
-    _freeze_heap()
-    uvicorn.run(app, host=host, port=port, http=http, log_level=log_level, access_log=access_log)
+    if workers > 1 and not isinstance(model, str | os.PathLike):
+        raise TypeError("workers > 1 needs a bundle path: each worker process loads it.")
+    app = create_app(model, encoder=encoder, **limits)  # a bad bundle or limit fails here
+    description = app.state.description
+    sock = listen(host, port)
+    options = {"http": http, "log_level": log_level, "access_log": access_log}
+    try:
+        if workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            del app  # each worker loads its own copy
+            os.environ[_ENV_BUNDLE] = os.fspath(model)
+            os.environ[_ENV_LIMITS] = json.dumps(limits)
+            config = uvicorn.Config(
+                "skfewrec.apps.serve:app_from_environment",
+                factory=True,
+                workers=workers,
+                **options,
+            )
+            if announce is not None:
+                announce(_url(sock), description)
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            _freeze_heap()
+            server = uvicorn.Server(uvicorn.Config(app, **options))
+            if announce is not None:
+                announce(_url(sock), description)
+            server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 def _freeze_heap():
@@ -687,16 +829,13 @@ def serve_in_thread(app, *, host="127.0.0.1", port=0):
     {'status': 'ok'}
     >>> server.should_exit = True
     """
-    import socket
-
     import uvicorn
 
-    sock = socket.socket()
-    sock.bind((host, port))
+    sock = listen(host, port)
     config = uvicorn.Config(app, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started and thread.is_alive():
         threading.Event().wait(0.01)
-    return server, f"http://{host}:{sock.getsockname()[1]}"
+    return server, _url(sock)

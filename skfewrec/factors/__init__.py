@@ -1,5 +1,7 @@
 """Factor sources: item factors pretrained on the warm users, and the fold-in of
-new users and new items against them."""
+new users (``transform``) and new items (``fold_in_items``, ``extend_items``)
+against them. Adapters reach a source through the small protocol described in
+:mod:`skfewrec.factors._base`."""
 
 from ._als import ALSFactors
 from ._explicit import ExplicitALSFactors

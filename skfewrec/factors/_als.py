@@ -9,10 +9,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
 from .._core.compat import Interval, _fit_context, check_is_fitted
-from .._core.conventions import CONVENTIONS, confidence_coefficients, ridge_per_user
-from .._core.solvers import shared_system, solve_users
+from .._core.conventions import CONVENTIONS
+from .._core.solvers import fold_in, implicit_system
 from .._core.threads import blas_limits, effective_n_jobs, implicit_threads
 from ..base import DerivedCachesMixin, validate_interactions
+from ._base import FactorSourceMixin
 
 
 def _new_implicit_model(
@@ -34,14 +35,16 @@ def _new_implicit_model(
         )
 
 
-class ALSFactors(DerivedCachesMixin, TransformerMixin, BaseEstimator):
+class ALSFactors(FactorSourceMixin, DerivedCachesMixin, TransformerMixin, BaseEstimator):
     """Item and warm-user factors learned with implicit's CPU alternating least squares.
 
     The pretrainer of every skfewrec adapter: it factorises the warm users'
     interactions with :class:`implicit.cpu.als.AlternatingLeastSquares`, then
     recomputes every warm user's vector exactly against the final item factors,
     so that ``user_factors_`` is what the closed-form fold-in gives for the same
-    rows. ``transform`` folds in new users (rows) with the item factors fixed.
+    rows. ``transform`` folds in new users (rows) with the item factors fixed;
+    :meth:`fold_in_items` folds in new items with the warm users' vectors fixed,
+    and :meth:`extend_items` returns a copy with them appended.
 
     Confidences follow implicit: ``c = confidence_scale * x`` for each
     interaction ``x``, weight 1 for every other item.
@@ -174,8 +177,146 @@ class ALSFactors(DerivedCachesMixin, TransformerMixin, BaseEstimator):
 
     def _rebuild(self):
         """Recompute the private caches derived from the public fitted state."""
-        shared, _ = ridge_per_user(np.zeros(1), self.regularization, self.convention_)
-        self._system = shared_system(self.item_factors_, shared)
+        self._system = implicit_system(self.item_factors_, self.regularization, self.convention_)
+
+    def fold_in_params(self, regularization=None, confidence_scale=None, convention=None):
+        """The fold-in settings of an adapter: its overrides, or these factors' own.
+
+        Parameters
+        ----------
+        regularization : float, default=None
+            The ridge; None: ``self.regularization``.
+        confidence_scale : float, default=None
+            None: ``self.confidence_scale``.
+        convention : {"implicit", "spark"}, default=None
+            None: ``self.convention_``.
+
+        Returns
+        -------
+        params : dict
+            ``regularization``, ``confidence_scale`` and ``convention``, resolved.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skfewrec import ALSFactors
+        >>> ALSFactors.from_arrays(np.eye(3, 2), regularization=0.5).fold_in_params(
+        ...     confidence_scale=2.0)
+        {'regularization': 0.5, 'confidence_scale': 2.0, 'convention': 'implicit'}
+        """
+        check_is_fitted(self)
+        own = {
+            "regularization": self.regularization,
+            "confidence_scale": self.confidence_scale,
+            "convention": self.convention_,
+        }
+        given = {
+            "regularization": regularization,
+            "confidence_scale": confidence_scale,
+            "convention": convention,
+        }
+        params = {k: own[k] if v is None else v for k, v in given.items()}
+        params["regularization"] = float(params["regularization"])
+        params["confidence_scale"] = float(params["confidence_scale"])
+        return params
+
+    def fold_in_system(
+        self, *, regularization, convention="implicit", prior_precision=None, prior_mean=None
+    ):
+        """The immutable system new users are solved against, with an optional prior.
+
+        Parameters
+        ----------
+        regularization : float
+            The ridge ``lambda``.
+        convention : {"implicit", "spark"}, default="implicit"
+            The confidence convention.
+        prior_precision : ndarray of shape (n_components, n_components), default=None
+            ``s P``; None for no prior.
+        prior_mean : ndarray of shape (n_components,), default=None
+            The prior mean.
+
+        Returns
+        -------
+        system : FoldInSystem
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skfewrec import ALSFactors
+        >>> ALSFactors.from_arrays(np.eye(3, 2)).fold_in_system(regularization=1.0).M
+        array([[2., 0.],
+               [0., 2.]])
+        """
+        return implicit_system(
+            self.item_factors_, regularization, convention, prior_precision, prior_mean
+        )
+
+    def fold_in(
+        self,
+        X,
+        system,
+        *,
+        regularization,
+        confidence_scale,
+        convention="implicit",
+        solver="auto",
+        n_jobs=None,
+    ):
+        """Users' exact vectors against ``system`` (validated CSR in, float64 out).
+
+        Parameters
+        ----------
+        X : csr_matrix of shape (n_users, n_items)
+            The users' values (already validated).
+        system : FoldInSystem
+            From :meth:`fold_in_system` with the same settings.
+        regularization, confidence_scale : float
+            The ridge and the confidence scale.
+        convention : {"implicit", "spark"}, default="implicit"
+            The confidence convention.
+        solver : {"auto", "woodbury", "direct"}, default="auto"
+            How each user's system is solved.
+        n_jobs : int, default=None
+            Threads solving batches of users (None: 1).
+
+        Returns
+        -------
+        U : ndarray of shape (n_users, n_components), float64
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import scipy.sparse as sp
+        >>> from skfewrec import ALSFactors
+        >>> als = ALSFactors.from_arrays(np.eye(3, 2), regularization=1.0)
+        >>> params = als.fold_in_params()
+        >>> system = als.fold_in_system(regularization=1.0)
+        >>> als.fold_in(sp.csr_matrix(np.array([[0.0, 0.0, 1.0]])), system, **params)
+        array([[0., 0.]])
+        """
+        return fold_in(
+            X,
+            system,
+            confidence_scale=confidence_scale,
+            regularization=regularization,
+            convention=convention,
+            solver=solver,
+            n_jobs=n_jobs,
+        )
+
+    def _item_step(self, Xt):
+        """The new items' vectors: the user fold-in, transposed (warm users fixed)."""
+        U = self.user_factors_
+        system = implicit_system(U, self.regularization, self.convention_)
+        V = fold_in(
+            Xt,
+            system,
+            confidence_scale=self.confidence_scale,
+            regularization=self.regularization,
+            convention=self.convention_,
+        )
+        return {"item_factors_": V.astype(np.float32)}
 
     def transform(self, X):
         """Fold in users: their exact least-squares vectors, item factors fixed.
@@ -193,17 +334,9 @@ class ALSFactors(DerivedCachesMixin, TransformerMixin, BaseEstimator):
 
         check_is_fitted(self)
         X = validate_interactions(self, X, reset=False)
-        d, t = confidence_coefficients(X.data, self.confidence_scale, self.convention_)
-        shared, extra = ridge_per_user(X.indptr, self.regularization, self.convention_)
         with blas_limits(1):
-            U = solve_users(
-                X.indptr,
-                X.indices,
-                d,
-                t,
-                self._system,
-                extra_ridge=extra,
-                n_jobs=effective_n_jobs(self.n_jobs),
+            U = self.fold_in(
+                X, self._system, **self.fold_in_params(), n_jobs=effective_n_jobs(self.n_jobs)
             )
         return U.astype(np.float32)
 

@@ -23,7 +23,8 @@ from sklearn.utils import check_random_state
 from .._core.compat import Interval, _fit_context, check_is_fitted
 from .._core.solvers import fold_in_system, solve_users
 from .._core.threads import blas_limits, effective_n_jobs
-from ..base import DerivedCachesMixin, fit_factor_source, validate_interactions
+from ..base import DerivedCachesMixin, validate_interactions
+from ._base import FactorSourceMixin
 
 
 def explicit_system(features, ridge, prior_precision=None, prior_mean=None):
@@ -147,7 +148,7 @@ def check_ratings_in_scale(X, rating_scale, *, name="X"):
         )
 
 
-class ExplicitALSFactors(DerivedCachesMixin, TransformerMixin, BaseEstimator):
+class ExplicitALSFactors(FactorSourceMixin, DerivedCachesMixin, TransformerMixin, BaseEstimator):
     """Biased matrix factorisation of explicit ratings, trained by batched ALS.
 
     Learns ``r_ui ~ mu + b_u + b_i + x_u . y_i`` on the observed ratings only
@@ -155,7 +156,8 @@ class ExplicitALSFactors(DerivedCachesMixin, TransformerMixin, BaseEstimator):
     solves of the user side ``[x_u, b_u]`` and of the item side ``[y_i, b_i]``,
     each batched over rows (no Python loop per user or item). The factor
     source of ``ClosedFormFoldIn(objective="explicit")``; ``transform`` folds in
-    new users with the item side fixed.
+    new users with the item side fixed, :meth:`fold_in_items` new items with
+    the user side fixed (:meth:`extend_items` appends them to a copy).
 
     Parameters
     ----------
@@ -310,10 +312,170 @@ class ExplicitALSFactors(DerivedCachesMixin, TransformerMixin, BaseEstimator):
 
         check_is_fitted(self)
         X = validate_interactions(self, X, reset=False)
-        offsets = self.global_mean_ + self.item_biases_.astype(np.float64)
         with blas_limits(effective_n_jobs(self.n_jobs)):
-            W = solve_explicit(X, offsets, self._system)
+            W = self.fold_in(X, self._system)
         return W[:, : self.n_components].astype(np.float32)
+
+    def fold_in_params(self, regularization=None, confidence_scale=None, convention=None):
+        """The fold-in settings of an adapter: its ridge, or these factors' own.
+
+        Parameters
+        ----------
+        regularization : float, default=None
+            The ridge on the user side ``[x_u, b_u]``; None: ``self.regularization``.
+            Must be > 0.
+        confidence_scale, convention : None
+            Settings of implicit feedback: they say how values become
+            confidences, which ratings do not, so anything but None is refused.
+
+        Returns
+        -------
+        params : dict
+            ``regularization``, and ``confidence_scale`` and ``convention`` (None).
+
+        Examples
+        --------
+        >>> from skfewrec.factors import ExplicitALSFactors
+        >>> from skfewrec.datasets import make_interactions
+        >>> X = make_interactions(n_users=50, n_items=20, random_state=0).X
+        >>> ExplicitALSFactors(n_components=2, random_state=0).fit(X).fold_in_params()
+        {'regularization': 5.0, 'confidence_scale': None, 'convention': None}
+        """
+        check_is_fitted(self)
+        for name, value in (("confidence_scale", confidence_scale), ("convention", convention)):
+            if value is not None:
+                raise ValueError(
+                    f"{name}={value!r} does nothing for explicit ratings: it says how implicit "
+                    "feedback becomes confidences, and a rating is fitted as it is. Leave "
+                    f"{name}=None with objective='explicit'."
+                )
+        ridge = float(self.regularization if regularization is None else regularization)
+        if ridge <= 0:
+            raise ValueError(
+                f"objective='explicit' needs regularization > 0 (got {ridge:g}): a user with "
+                "fewer ratings than factors has no unique ridge solution without it."
+            )
+        return {"regularization": ridge, "confidence_scale": None, "convention": None}
+
+    def fold_in_system(
+        self, *, regularization, convention=None, prior_precision=None, prior_mean=None
+    ):
+        """The immutable system new users' ``[x_u, b_u]`` are solved against.
+
+        Parameters
+        ----------
+        regularization : float
+            The ridge on every coordinate of ``[x_u, b_u]``.
+        convention : None
+            Unused (explicit ratings have no confidence convention).
+        prior_precision : ndarray of shape (n_components + 1, n_components + 1), default=None
+            ``s P``; None for no prior.
+        prior_mean : ndarray of shape (n_components + 1,), default=None
+            The prior mean.
+
+        Returns
+        -------
+        system : FoldInSystem
+
+        Examples
+        --------
+        >>> from skfewrec.factors import ExplicitALSFactors
+        >>> from skfewrec.datasets import make_interactions
+        >>> X = make_interactions(n_users=50, n_items=20, random_state=0).X
+        >>> als = ExplicitALSFactors(n_components=2, random_state=0).fit(X)
+        >>> als.fold_in_system(regularization=1.0).M.shape
+        (3, 3)
+        """
+        features = with_bias_column(self.item_factors_)
+        return explicit_system(features, regularization, prior_precision, prior_mean)
+
+    def fold_in(
+        self,
+        X,
+        system,
+        *,
+        regularization=None,
+        confidence_scale=None,
+        convention=None,
+        solver="auto",
+        n_jobs=None,
+    ):
+        """Users' ``[x_u, b_u]``: their ridge solves against ``system`` (float64).
+
+        Parameters
+        ----------
+        X : csr_matrix of shape (n_users, n_items)
+            The users' ratings (already validated).
+        system : FoldInSystem
+            From :meth:`fold_in_system` (its ridge is the one solved with).
+        regularization, confidence_scale, convention : None
+            Accepted for the adapters' uniform call; the ridge is ``system``'s.
+        solver : {"auto", "woodbury", "direct"}, default="auto"
+            How each user's system is solved.
+        n_jobs : int, default=None
+            Threads solving batches of users (None: 1).
+
+        Returns
+        -------
+        W : ndarray of shape (n_users, n_components + 1), float64
+            The factors, then the user's rating bias.
+
+        Examples
+        --------
+        >>> from skfewrec.factors import ExplicitALSFactors
+        >>> from skfewrec.datasets import make_interactions
+        >>> X = make_interactions(n_users=50, n_items=20, random_state=0).X
+        >>> als = ExplicitALSFactors(n_components=2, random_state=0).fit(X)
+        >>> als.fold_in(X[:3], als.fold_in_system(regularization=1.0)).shape
+        (3, 3)
+        """
+        offsets = self.global_mean_ + self.item_biases_.astype(np.float64)
+        return solve_explicit(X, offsets, system, solver=solver, n_jobs=n_jobs)
+
+    def scoring_factors(self, U, columns=None):
+        """User and item matrices whose products are predicted ratings.
+
+        ``[x_u, b_u, 1] . [y_i, 1, mu + b_i] = mu + b_u + b_i + x_u . y_i``.
+
+        Parameters
+        ----------
+        U : ndarray of shape (n_users, n_components + 1)
+            Users' ``[x_u, b_u]`` (from :meth:`fold_in`).
+        columns : ndarray of int, default=None
+            The items to score (None: every item).
+
+        Returns
+        -------
+        U, V : ndarray, float32
+            ``U @ V.T`` are the predicted ratings.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skfewrec.factors import ExplicitALSFactors
+        >>> from skfewrec.datasets import make_interactions
+        >>> X = make_interactions(n_users=50, n_items=20, random_state=0).X
+        >>> als = ExplicitALSFactors(n_components=2, random_state=0).fit(X)
+        >>> U, V = als.scoring_factors(np.zeros((1, 3)))
+        >>> bool(np.allclose(U @ V.T, als.global_mean_ + als.item_biases_))
+        True
+        """
+        U = np.asarray(U, dtype=np.float32)
+        U = np.hstack([U, np.ones((U.shape[0], 1), dtype=np.float32)])
+        Y = self.item_factors_ if columns is None else self.item_factors_[columns]
+        off = self.global_mean_ + self.item_biases_.astype(np.float64)
+        off = off if columns is None else off[columns]
+        V = np.hstack([Y, np.ones((Y.shape[0], 1), dtype=np.float32), off[:, None]])
+        return U, np.ascontiguousarray(V, dtype=np.float32)
+
+    def _item_step(self, Xt):
+        """The new items' ``[y_i, b_i]``: the item step of training, warm users fixed."""
+        users = np.hstack([self.user_factors_, self.user_biases_[:, None]]).astype(np.float64)
+        V = self._user_step(Xt, users, self.global_mean_, self._ridge())
+        return {
+            "item_factors_": V[:, :-1].astype(np.float32),
+            "item_biases_": V[:, -1].astype(np.float32),
+        }
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -321,16 +483,3 @@ class ExplicitALSFactors(DerivedCachesMixin, TransformerMixin, BaseEstimator):
         tags.input_tags.positive_only = True
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
-
-
-def fit_explicit_source(factors, X):
-    """Fit (or reuse, when frozen) the factor source of an explicit-rating adapter."""
-    return fit_factor_source(
-        factors,
-        X,
-        ExplicitALSFactors(),
-        required=("item_factors_", "item_biases_", "global_mean_", "regularization"),
-        expected=(
-            "objective='explicit' needs a factor source with item biases: an ExplicitALSFactors"
-        ),
-    )

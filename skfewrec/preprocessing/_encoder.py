@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .._core.compat import StrOptions, _fit_context, check_is_fitted
+from .._core.validation import MAX_INTERACTION_VALUE, check_values
 
 _N_SHOWN = 5
 
@@ -50,7 +51,7 @@ def _check_ids(series, col):
 
 
 def _check_values(series, col):
-    """Return ``series`` as a float64 array of finite, non-negative values."""
+    """Return ``series`` as a float64 array of finite values in [0, MAX_INTERACTION_VALUE]."""
     if not (
         pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype)
     ) or pd.api.types.is_complex_dtype(series.dtype):
@@ -73,7 +74,21 @@ def _check_values(series, col):
             f"{values.min():g}); interaction values must be >= 0, with 0 meaning 'no "
             "interaction'."
         )
-    return values
+    # the bound every estimator applies: refused here, before float32 turns 1e300 into inf
+    return check_values(values, f"Column {col!r}")
+
+
+def _sorted_codes(series, col):
+    """``pd.factorize(series, sort=True)``, with a clear error for ids that cannot be sorted."""
+    try:
+        return pd.factorize(series, sort=True)
+    except TypeError as exc:
+        kinds = sorted({type(v).__name__ for v in series.head(10_000).tolist()})
+        raise TypeError(
+            f"Column {col!r} mixes ids of types {', '.join(kinds)}, which cannot be sorted "
+            f"({exc}); ids must all be integers or all strings. Convert them first, e.g. "
+            f"df[{col!r}] = df[{col!r}].astype(str)."
+        ) from None
 
 
 def _check_times(series, col):
@@ -162,9 +177,10 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
     item_col : hashable, default="item"
         Column holding the raw item ids.
     value_col : hashable, default=None
-        Column holding non-negative interaction values (ratings, play counts); values of
-        repeated (user, item) pairs are summed. When None every event counts 1, so cells
-        hold the number of events.
+        Column holding non-negative interaction values (ratings, play counts), at most
+        ``skfewrec._core.validation.MAX_INTERACTION_VALUE`` (1e6); values of repeated
+        (user, item) pairs are summed. When None every event counts 1, so cells hold
+        the number of events.
     time_col : hashable, default=None
         Column holding event times (numbers such as unix seconds, or datetimes, which are
         converted to unix seconds), used by :meth:`encode_timestamps`.
@@ -291,8 +307,8 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         _check_ids(df[self.item_col], self.item_col)
         if self.value_col is not None:
             _check_values(df[self.value_col], self.value_col)
-        user_codes, users = pd.factorize(df[self.user_col], sort=True)
-        item_codes, items = pd.factorize(df[self.item_col], sort=True)
+        user_codes, users = _sorted_codes(df[self.user_col], self.user_col)
+        item_codes, items = _sorted_codes(df[self.item_col], self.item_col)
         self.user_ids_ = np.asarray(users)
         self.item_ids_ = np.asarray(items)
         self.n_items_ = len(self.item_ids_)
@@ -353,7 +369,7 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         )
         times = _check_times(df[self.time_col], self.time_col) if timestamps else None
         if codes is None:
-            user_codes, users = pd.factorize(df[self.user_col], sort=True)
+            user_codes, users = _sorted_codes(df[self.user_col], self.user_col)
             user_ids = np.asarray(users)
             item_codes = self._item_codes(df[self.item_col], name="df")
         else:
@@ -373,6 +389,10 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         X, T = _cells(
             user_codes, item_codes, values, times, (len(user_ids), self.n_items_), self.dtype
         )
+        if X.nnz and X.data.max() > MAX_INTERACTION_VALUE:
+            # repeated (user, item) rows are summed: the sums obey the same bound
+            what = "event counts" if self.value_col is None else f"sums of {self.value_col!r}"
+            check_values(X.data, f"The encoded matrix ({what} per user and item)")
         return X, T, user_ids
 
     def encode(self, df):

@@ -11,18 +11,14 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 
 from .._core.compat import HasMethods, Interval, _fit_context, check_is_fitted
+from .._core.csr import lookup, sample_episodes
 from .._core.threads import blas_limits, effective_n_jobs
 from .._core.topk import chunked_topk, restrict_items
 from .._core.validation import check_k
 from ..base import DerivedCachesMixin, RecommenderMixin, validate_interactions
-from ._features import (
-    RECENT_FRACTION,
-    FeatureBuilder,
-    UserTable,
-    check_shots_range,
-    encode_item_table,
-    warm_statistics,
-)
+from ._features import FeatureBuilder
+from ._tables import UserTable, encode_item_table
+from ._warm import RECENT_FRACTION, warm_statistics
 
 #: users whose features are built and scored at once while re-ranking
 _USERS_PER_BLOCK = 2048
@@ -30,74 +26,51 @@ _USERS_PER_BLOCK = 2048
 _EVAL_AT = 20
 
 
-def _default_candidates():
+#: the fitted attributes of a bundle saved by skfewrec 0.1.0 -> their key in ``warm_statistics_``
+_LEGACY_STATISTICS = {
+    "item_counts_": "item_counts",
+    "n_warm_users_": "n_users",
+    "recent_item_counts_": "recent_counts",
+    "n_recent_": "n_recent",
+    "item_time_": "item_time",
+    "cooccurrence_": "cooccurrence",
+    "warm_interactions_": "warm",
+}
+
+
+def _default_candidates(random_state):
+    """``ClosedFormFoldIn`` over ``ALSFactors`` seeded with the re-ranker's ``random_state``."""
     from ..adapters._closed_form import ClosedFormFoldIn
+    from ..factors import ALSFactors
 
-    return ClosedFormFoldIn()
+    return ClosedFormFoldIn(factors=ALSFactors(random_state=random_state))
 
 
-def sample_episodes(X, low, high, n_episodes, rng):
-    """Simulated few-shot episodes of warm users: random support, the rest held back.
-
-    Each user with enough interactions gets ``n_episodes`` episodes; each draws
-    its number of shots uniformly in ``[low, high]``, capped so that at least one
-    interaction is held back.
-
-    Parameters
-    ----------
-    X : csr_matrix of shape (n_users, n_items)
-    low, high : int
-        The range of support sizes.
-    n_episodes : int
-        Episodes per user.
-    rng : numpy.random.RandomState
-
-    Returns
-    -------
-    S, Q : csr_matrix of shape (n_episodes_total, n_items)
-        Support and held-back part of each episode.
-    owner : ndarray of shape (n_episodes_total,), int
-        The row of X each episode comes from.
+def check_shots_range(n_shots_range):
+    """Check ``n_shots_range = (low, high)`` with ``0 <= low <= high``.
 
     Examples
     --------
-    >>> import numpy as np
-    >>> import scipy.sparse as sp
-    >>> from skfewrec.rerank._reranker import sample_episodes
-    >>> X = sp.csr_matrix(np.array([[1.0, 1, 1, 0], [1, 0, 0, 0]]))
-    >>> S, Q, owner = sample_episodes(X, 1, 5, 2, np.random.RandomState(0))
-    >>> owner.tolist(), S.getnnz(axis=1).tolist(), Q.getnnz(axis=1).tolist()
-    ([0, 0], [2, 1], [1, 2])
+    >>> from skfewrec.rerank._reranker import check_shots_range
+    >>> check_shots_range((1, 20))
+    (1, 20)
     """
-    counts = np.diff(X.indptr)
-    eligible = np.flatnonzero(counts >= low + 1)
-    owner = np.repeat(eligible, n_episodes)
-    E = X[owner]
-    rows = np.repeat(np.arange(owner.size), np.diff(E.indptr))
-    shots = rng.randint(low, high + 1, size=owner.size)
-    shots = np.minimum(shots, counts[owner] - 1)
-    # a random rank of each interaction within its row: random keys, sorted per row
-    order = np.lexsort((rng.random_sample(E.nnz), rows))
-    rank = np.empty(E.nnz, dtype=np.int64)
-    rank[order] = np.arange(E.nnz) - E.indptr[rows[order]]
-    in_support = rank < shots[rows]
-
-    def part(mask):
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[mask], minlength=owner.size))])
-        return sp.csr_matrix((E.data[mask], E.indices[mask], indptr), shape=E.shape)
-
-    return part(in_support), part(~in_support), owner
+    ok = (
+        isinstance(n_shots_range, tuple | list)
+        and len(n_shots_range) == 2
+        and all(isinstance(v, Integral) and not isinstance(v, bool) for v in n_shots_range)
+    )
+    if not ok or not 0 <= n_shots_range[0] <= n_shots_range[1]:
+        raise ValueError(
+            "n_shots_range must be a pair of integers (low, high) with 0 <= low <= high, the "
+            f"range of support sizes of the training episodes; got {n_shots_range!r}."
+        )
+    return int(n_shots_range[0]), int(n_shots_range[1])
 
 
 def _labels(Q, candidates):
     """1 where a candidate is among the row's held-back items (Q), else 0."""
-    n_items = Q.shape[1]
-    q_rows = np.repeat(np.arange(Q.shape[0], dtype=np.int64), np.diff(Q.indptr))
-    q_keys = q_rows * n_items + Q.indices  # sorted: Q is canonical CSR
-    keys = np.arange(Q.shape[0], dtype=np.int64)[:, None] * n_items + candidates
-    pos = np.minimum(np.searchsorted(q_keys, keys), max(q_keys.size - 1, 0))
-    hit = (q_keys[pos] == keys) if q_keys.size else np.zeros(keys.shape, dtype=bool)
-    return (hit & (candidates >= 0)).astype(np.float32)
+    return lookup(Q, candidates)[1].astype(np.float32)
 
 
 def _below(head, tail):
@@ -125,9 +98,10 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
     popularity (recent popularity when ``timestamps`` are given), item factor
     norm, the number of shots, cosine similarity between the candidate and the
     shots in factor space, the score of the plain (prior-free) fold-in,
-    co-occurrence of the candidate with the shots in the warm data, the warm
-    users most like the shots (user-kNN), item and user side features, and the
-    overlap of the candidate's side features with the shots'.
+    co-occurrence of the candidate with the shots in the warm data, the share
+    of warm users like the shots who have it, item and user side features, and
+    the overlap of the candidate's side features with the shots'. The features
+    are listed, with their names, in ``skfewrec.rerank._features.FEATURES``.
 
     **Leak-free training episodes (cross-fitting).** The ranker learns from
     simulated episodes of the warm users: ``n`` shots drawn at random (``n``
@@ -155,7 +129,7 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
         The candidate adapter: any skfewrec recommender (``fit`` and
         ``recommend``). It is cloned and fitted ``cv + 1`` times. Factor
         features (norm, cosines) are used when it has ``item_factors_``. None
-        means ``ClosedFormFoldIn()``.
+        means ``ClosedFormFoldIn(factors=ALSFactors(random_state=random_state))``.
     n_candidates : int, default=100
         Candidates re-ranked per user.
     n_estimators : int, default=100
@@ -188,7 +162,8 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
     validation_fraction : float, default=0.2
         Share of warm users whose episodes are held out for early stopping.
     random_state : int, RandomState instance or None, default=None
-        Seeds the folds, the episodes and LightGBM.
+        Seeds the folds, the episodes and LightGBM, and the factor source of the
+        default candidate adapter (``candidates=None``).
     n_jobs : int, default=None
         Threads of LightGBM (training and prediction). None: 1; -1: every core.
 
@@ -207,17 +182,17 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
         Names of the ranker's features.
     feature_importances_ : ndarray of shape (n_features,)
         Total gain of each feature's splits, normalised to sum to 1.
-    item_counts_ : ndarray of shape (n_items,)
-        Warm users per item.
-    recent_item_counts_ : ndarray of shape (n_items,) or None
-        Recent interactions per item (the latest 10% of the warm interactions by
-        time; None without timestamps).
-    n_warm_users_ : int
-        Number of warm users (rows of X at fit).
-    n_recent_ : int or None
-        Number of recent warm interactions.
-    cooccurrence_ : scipy.sparse.csr_matrix of shape (n_items, n_items)
-        Warm co-occurrence counts, each item keeping its 200 strongest neighbours.
+    warm_statistics_ : dict
+        All the model keeps of the warm users, from
+        :func:`~skfewrec.rerank._warm.warm_statistics`: ``item_counts`` (warm
+        users per item), ``n_users`` (number of warm users), ``recent_counts``
+        and ``n_recent`` (interactions per item, and in all, among the latest
+        10% of the warm interactions by time), ``item_time`` (mean scaled time
+        of each item's interactions; these three None without timestamps) and
+        ``cooccurrence`` (a ``scipy.sparse.csr_matrix`` of warm co-occurrence
+        counts, each item keeping its 200 strongest neighbours). Its size is
+        bounded by the catalogue, whatever the number of warm users, and it
+        holds no user's history.
     item_side_ : ndarray of shape (n_items, n_item_features) or None
         Encoded item table (categoricals as codes).
     item_side_names_ : ndarray of str or None
@@ -319,7 +294,9 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
     def _candidate_template(self):
-        return _default_candidates() if self.candidates is None else self.candidates
+        if self.candidates is None:
+            return _default_candidates(self.random_state)
+        return self.candidates
 
     def _fit_adapter(self, X):
         """A fresh candidate adapter fitted on ``X`` (a fold's users, or all)."""
@@ -411,14 +388,7 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
         self._train_ranker(parts, in_validation, builder, rng, n_users, n_items)
 
         self.candidates_ = self._fit_adapter(X)
-        stats = warm_statistics(X, times=times, recent_threshold=threshold)
-        self.item_counts_ = stats["item_counts"]
-        self.recent_item_counts_ = stats["recent_counts"]
-        self.n_warm_users_ = stats["n_users"]
-        self.n_recent_ = stats["n_recent"]
-        self.item_time_ = stats["item_time"]
-        self.cooccurrence_ = stats["cooccurrence"]
-        self.warm_interactions_ = stats["warm"]
+        self.warm_statistics_ = warm_statistics(X, times=times, recent_threshold=threshold)
         if item_side is None:
             self.item_side_ = self.item_side_names_ = self.item_side_categorical_ = None
         else:
@@ -566,7 +536,6 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
         best = ranker.best_iteration_ or booster.current_iteration()
         self.model_text_ = booster.model_to_string(num_iteration=best)
         self.best_iteration_ = int(best)
-        self.feature_names_ = np.asarray(builder.feature_names, dtype=str)
         gain = booster.feature_importance("gain", iteration=best).astype(np.float64)
         self.feature_importances_ = gain / gain.sum() if gain.sum() > 0 else gain
         self.n_training_groups_ = int(g_fit.size)
@@ -577,15 +546,13 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
         from lightgbm import Booster
 
         self._booster = Booster(model_str=self.model_text_)
-        stats = {
-            "item_counts": self.item_counts_,
-            "n_users": self.n_warm_users_,
-            "recent_counts": self.recent_item_counts_,
-            "n_recent": self.n_recent_,
-            "item_time": self.item_time_,
-            "cooccurrence": self.cooccurrence_,
-            "warm": self.warm_interactions_,
+        legacy = {
+            key: vars(self).pop(attr)
+            for attr, key in _LEGACY_STATISTICS.items()
+            if attr in vars(self)
         }
+        if legacy:  # a bundle saved by skfewrec 0.1.0: its statistics as attributes
+            self.warm_statistics_ = legacy
         item_side = None
         if self.item_side_ is not None:
             item_side = (self.item_side_, list(self.item_side_names_), self.item_side_categorical_)
@@ -594,11 +561,20 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
             self._user_table = UserTable(self.user_side_names_, self.user_side_categories_)
         self._builder = FeatureBuilder(
             getattr(self.candidates_, "item_factors_", None),
-            stats,
+            self.warm_statistics_,
             item_side,
             self._user_table,
             fold_in=_plain_fold_in(self.candidates_),
         )
+        if len(self._builder.features) != self._booster.num_feature():
+            raise ValueError(
+                f"The ranker was trained on {self._booster.num_feature()} features but the "
+                f"fitted state describes {len(self._builder.features)}; the model is "
+                "inconsistent (refit it)."
+            )
+        # named by the registry that builds the columns (this also corrects the labels
+        # of bundles saved by 0.1.0, whose names were two columns off)
+        self.feature_names_ = np.asarray(self._builder.feature_names, dtype=str)
 
     @property
     def booster_(self):

@@ -14,6 +14,12 @@ module paths such as ``skfewrec._factors.ALSFactors``) and records, per model,
   fitted model for the users ``X_new`` (also stored there), and ``<name>_fresh_ids``,
   those of a model fitted afresh on the same data with the same seeds.
 
+One entry was rewritten on purpose since: ``reranker_fresh_ids``, after the
+re-ranker stopped storing the warm interaction matrix (its user-kNN feature is now
+read from the item co-occurrence table, so a fresh fit trains on other features;
+benchmarks/rerank_warm.py measured the few-shot curve before and after). The saved
+re-ranker bundle still answers exactly as before.
+
 ``tests/test_legacy.py`` loads every bundle with the current code and checks that
 it gives identical recommendations, and that fitting afresh still gives the same.
 """
