@@ -304,7 +304,10 @@ def choose_prior(
     from .metrics import ndcg_at_k
     from .model_selection import support_query_split
 
-    est = adapter.fit(X_fit)
+    # explicit values while searching: an "auto" adapter would search again inside
+    params = adapter.get_params(deep=False)
+    explicit = {"prior_strength": float(strengths[0]), "shrinkage": 0.0}
+    est = adapter.set_params(**{k: v for k, v in explicit.items() if k in params}).fit(X_fit)
     means = item_conditional_means(X_fit, est.factors_.user_factors_)
     X_val = check_interactions(X_val, name="X_val")
     counts = np.diff(X_val.indptr)
@@ -319,6 +322,8 @@ def choose_prior(
     def score(a, b):
         if a not in vectors:
             est.set_params(prior_strength=strengths[a])
+            if hasattr(est, "prior_strength_"):  # the fitted value the solve reads
+                est.prior_strength_ = float(strengths[a])
             est._rebuild()
             vectors[a] = {j: est.transform(S) for j, (S, _) in episodes.items()}
         for j, (S, Q) in episodes.items():
@@ -481,7 +486,13 @@ def choose_als_settings(
                 random_state=seed,
                 n_jobs=n_jobs,
             ).fit(X_fit)
-            adapter = ClosedFormFoldIn(FrozenEstimator(als), prior="gaussian", n_jobs=n_jobs)
+            adapter = ClosedFormFoldIn(
+                FrozenEstimator(als),
+                prior="gaussian",
+                prior_strength=1.0,
+                shrinkage=0.0,
+                n_jobs=n_jobs,
+            )
             prior, sub = choose_prior(
                 adapter,
                 X_fit,
@@ -522,3 +533,59 @@ def choose_als_settings(
     report["seconds"] = time.perf_counter() - t0
     settings = {k: chosen[k] for k in FALLBACK}
     return settings, report
+
+
+def fix_auto_settings(template, fitted):
+    """A clone of an adapter with every "auto" setting fixed to what ``fitted`` chose.
+
+    The re-ranker refits its candidate adapter on each cross-fitting fold; with
+    this, the "auto" search runs once (on all warm users) instead of once per fold.
+
+    Parameters
+    ----------
+    template : estimator
+        The unfitted adapter (its ``factors`` may be None, an unfitted source, or a
+        ``FrozenEstimator``, which is kept as is).
+    fitted : estimator
+        ``template`` fitted on the warm users.
+
+    Returns
+    -------
+    adapter : estimator
+        Unfitted, with explicit values where ``template`` had "auto".
+
+    Examples
+    --------
+    >>> from skfewrec import ALSFactors, ClosedFormFoldIn
+    >>> from sklearn.base import clone
+    >>> from skfewrec._auto import fix_auto_settings
+    >>> from skfewrec.datasets import make_interactions
+    >>> X = make_interactions(n_users=100, n_items=40, random_state=0).X
+    >>> template = ClosedFormFoldIn(ALSFactors(4, random_state=0))
+    >>> fixed = fix_auto_settings(template, clone(template).fit(X))
+    >>> fixed.prior_strength, fixed.factors.regularization
+    (1.0, 30.0)
+    """
+    from sklearn.base import clone
+    from sklearn.frozen import FrozenEstimator
+
+    adapter = clone(template)
+    params = adapter.get_params(deep=False)
+    updates = {
+        name: getattr(fitted, f"{name}_")
+        for name in ("prior_strength", "shrinkage")
+        if params.get(name) == "auto" and hasattr(fitted, f"{name}_")
+    }
+    source = getattr(fitted, "factors_", None)
+    if source is not None and not isinstance(params.get("factors"), FrozenEstimator):
+        factors = clone(source)
+        own = factors.get_params(deep=False)
+        factors.set_params(
+            **{
+                name: getattr(source, f"{name}_")
+                for name in ("regularization", "confidence_scale")
+                if own.get(name) == "auto"
+            }
+        )
+        updates["factors"] = factors
+    return adapter.set_params(**updates)
