@@ -29,6 +29,7 @@ import time
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils import check_random_state
 
 from ._core.validation import check_interactions
@@ -217,6 +218,13 @@ def shrink_to_support(U, X, item_means, shrinkage):
     return ((1.0 - w) * U + w * pulled).astype(np.float32)
 
 
+def _too_few(X_val):
+    return (
+        f"only {X_val.shape[0]} warm users held out, fewer than {MIN_EPISODE_USERS} with >= 2 "
+        "interactions: too few to measure on; using the fallback settings"
+    )
+
+
 def _enough_episodes(X_val):
     return int((np.diff(X_val.indptr) >= 2).sum()) >= MIN_EPISODE_USERS
 
@@ -304,11 +312,16 @@ def choose_prior(
     from .metrics import ndcg_at_k
     from .model_selection import support_query_split
 
+    if not _enough_episodes(sp.csr_matrix(X_val)):
+        report = {"fallback": _too_few(X_val)}
+        return {k: FALLBACK[k] for k in ("prior_strength", "shrinkage")}, report
     # explicit values while searching: an "auto" adapter would search again inside
     params = adapter.get_params(deep=False)
     explicit = {"prior_strength": float(strengths[0]), "shrinkage": 0.0}
     est = adapter.set_params(**{k: v for k, v in explicit.items() if k in params}).fit(X_fit)
-    means = item_conditional_means(X_fit, est.factors_.user_factors_)
+    means = getattr(est, "item_means_", None)
+    if means is None:  # an adapter that predates the support shrinkage
+        means = item_conditional_means(X_fit, est.factors_.user_factors_)
     X_val = check_interactions(X_val, name="X_val")
     counts = np.diff(X_val.indptr)
     episodes = {}
@@ -459,10 +472,7 @@ def choose_als_settings(
     X_fit, X_val = holdout_users(X, fraction=holdout, max_users=max_users, random_state=seed)
     report = {"n_fit_users": X_fit.shape[0], "n_val_users": X_val.shape[0], "points": []}
     if not _enough_episodes(X_val):
-        report["fallback"] = (
-            f"only {X_val.shape[0]} warm users held out with >= 2 interactions "
-            f"(need {MIN_EPISODE_USERS}); using the fallback settings"
-        )
+        report["fallback"] = _too_few(X_val)
         report["seconds"] = time.perf_counter() - t0
         settings = dict(FALLBACK)
         for name, value in (

@@ -101,11 +101,12 @@ class ClosedFormFoldIn(
         "auto" chooses it on simulated few-shot episodes of held-out warm users
         (see the "Defaults" page); 1 for ``objective="explicit"``.
     shrinkage : float or "auto", default="auto"
-        ``kappa`` of the support shrinkage: after the solve, a user's vector is
-        pulled toward the mean vector of the warm users who share their shots
-        (``item_means_``) with weight ``kappa / (kappa + n_shots)``, so a 1-shot
-        user mostly gets what the users who took that item have in common. 0
-        turns it off. "auto" chooses it with ``prior_strength``; 0 for
+        ``kappa`` of the support shrinkage: for ranking (``recommend``,
+        ``decision_function``), a user's vector is pulled toward the mean vector
+        of the warm users who share their shots (``item_means_``) with weight
+        ``kappa / (kappa + n_shots)``, so a 1-shot user mostly gets what the users
+        who took that item have in common; ``transform`` returns the exact solve,
+        unshrunk. 0 turns it off. "auto" chooses it with ``prior_strength``; 0 for
         ``objective="explicit"``.
     objective : {"implicit", "explicit"}, default="implicit"
         "implicit": values are confidences (counts, clicks); "explicit": values
@@ -452,13 +453,15 @@ class ClosedFormFoldIn(
         empty = np.diff(X.indptr) == 0
         if empty.any():
             U[empty] = self._empty_vector
-        shrinkage = getattr(self, "shrinkage_", 0.0)
-        if shrinkage:
-            return shrink_to_support(U, X, self.item_means_, shrinkage)
         return U.astype(np.float32)
 
     def _scoring_factors(self, X, columns):
-        return self.factors_.scoring_factors(self._user_vectors(X), columns)
+        # the ranking uses the shrunk vectors; transform stays the exact (MAP) solve
+        U = self._user_vectors(X)
+        shrinkage = getattr(self, "shrinkage_", 0.0)  # 0 for models saved before it
+        if shrinkage:
+            U = shrink_to_support(U, X, self.item_means_, shrinkage)
+        return self.factors_.scoring_factors(U, columns)
 
     @property
     def item_biases_(self):
