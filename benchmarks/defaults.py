@@ -181,12 +181,13 @@ def report(results, args):
     """Print the table of these models with the tuned baselines (and ceiling) of a
     ``fewshot.py`` run on the same seeds."""
     merged = dict(results)
-    if args.baselines:
-        tuned = load_results(RESULTS / args.baselines)
+    for path in args.baselines or ():
+        tuned = load_results(RESULTS / path)
         for model, rows in tuned.items():
             kept = [r for r in rows if r["seed"] in args.seeds]
             if kept:
-                merged.setdefault(model if model in BASELINES else f"tuned:{model}", kept)
+                merged.setdefault(model if model in BASELINES else f"tuned:{model}", [])
+                merged[model if model in BASELINES else f"tuned:{model}"].extend(kept)
     mean, se, ratio, ratio_se = summary(merged)
     print(f"\nNDCG@{args.k}, mean +- s.e. over seeds {args.seeds}:")
     print(format_table(mean, se))
@@ -199,7 +200,9 @@ def report(results, args):
 
 def main(argv=None):
     p = parser(__doc__.split("\n")[0], MODELS)
-    p.add_argument("--baselines", help="a fewshot.py result file in results/ (same seeds)")
+    p.add_argument(
+        "--baselines", nargs="+", help="fewshot.py result files in results/ (same seeds)"
+    )
     p.add_argument("--n-components", type=int, default=64, help="factors of the *_auto models")
     p.add_argument("--report-only", action="store_true", help="print the table of --out")
     args = p.parse_args(argv)

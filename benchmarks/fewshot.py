@@ -85,12 +85,17 @@ def _key(params):
 #: users want far more than implicit's default 0.01)
 ALS_GRID = {"regularization": [1.0, 10.0, 100.0], "confidence_scale": [3.0, 30.0]}
 
+#: whether this skfewrec's closed form has the support shrinkage (off for baselines)
+_HAS_SHRINKAGE = "shrinkage" in ClosedFormFoldIn().get_params()
+
 #: the item side table of the dataset being run (set by ``run``)
 _SIDE = {"items": None, "ease_items": None}
 
 
 def _gaussian(factors, seed=None, prior_strength=1.0, **_):
-    return ClosedFormFoldIn(factors, prior="gaussian", prior_strength=prior_strength)
+    # the prior alone, as before the support shrinkage (what the defaults add to it)
+    kwargs = {"shrinkage": 0.0} if _HAS_SHRINKAGE else {}
+    return ClosedFormFoldIn(factors, prior="gaussian", prior_strength=prior_strength, **kwargs)
 
 
 def _reranker(factors, candidates, seed, **kwargs):
@@ -124,7 +129,9 @@ MODELS = {
     ),
     # plain iALS fold-in with the item factors fixed (= implicit's recalculate_user)
     "implicit_foldin": ModelSpec(
-        lambda factors, seed, **_: ClosedFormFoldIn(factors, prior="none"),
+        lambda factors, seed, **_: ClosedFormFoldIn(
+            factors, prior="none", **({"shrinkage": 0.0} if _HAS_SHRINKAGE else {})
+        ),
         {"n_components": [64], **ALS_GRID},
         extend=("regularization", "confidence_scale"),
     ),
@@ -479,6 +486,7 @@ def run(args):
                 "max_val_users": args.max_val_users,
                 "ease_items": args.ease_items,
                 "tune_once": args.tune_once,
+                "params_from": args.params_from,
                 "warm_users": split["X_warm"].shape[0],
                 "new_users": split["X_new"].shape[0],
                 "models": results,
@@ -486,6 +494,14 @@ def run(args):
         )
 
     tuned = None
+    if args.params_from:  # the per-n settings another run tuned (on its first seed)
+        earlier = load_results(RESULTS / args.params_from)
+        tuned = {}
+        for m in args.models:
+            rows = earlier.get(m, [])
+            if rows:
+                first = min(r["seed"] for r in rows)
+                tuned[m] = {r["n_shots"]: r["params"] for r in rows if r["seed"] == first}
     for seed in args.seeds:
         run_seed(data, args, seed, results, tuned, save)
         if args.tune_once:
@@ -531,6 +547,10 @@ def parser(description=None, models=MODELS):
         help="tune on the first seed's warm users only; later seeds refit those settings",
     )
     p.add_argument("--append", action="store_true", help="keep other models/seeds of --out")
+    p.add_argument(
+        "--params-from",
+        help="a result file whose first seed's tuned settings are refitted (no tuning here)",
+    )
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--out", help="result file name (default: fewshot_<data>.json)")
     return p
