@@ -32,11 +32,10 @@ from fewshot import (
     BASELINES,
     curve,
     evaluation_users,
-    format_table,
     load_results,
     parser,
+    print_summary,
     split_users,
-    summary,
 )
 
 from skfewrec import ALSFactors, ClosedFormFoldIn, GradientFoldIn, LightGBMReranker
@@ -188,12 +187,7 @@ def report(results, args):
             if kept:
                 merged.setdefault(model if model in BASELINES else f"tuned:{model}", [])
                 merged[model if model in BASELINES else f"tuned:{model}"].extend(kept)
-    mean, se, ratio, ratio_se = summary(merged)
-    print(f"\nNDCG@{args.k}, mean +- s.e. over seeds {args.seeds}:")
-    print(format_table(mean, se))
-    if ratio is not None:
-        print("\nratio to the best tuned baseline (per seed and n), mean +- s.e.:")
-        print(format_table(ratio, ratio_se))
+    print_summary(merged, f"NDCG@{args.k}", args.seeds)
     fits = {m: np.mean([r["fit_seconds"] for r in rows]) for m, rows in results.items() if rows}
     print("\nmean fit seconds (incl. any auto search):", {m: round(v, 1) for m, v in fits.items()})
 

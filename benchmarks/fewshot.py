@@ -443,6 +443,16 @@ def summary(results, baselines=BASELINES):
     )
 
 
+def print_summary(results, title, seeds):
+    """Print the tables of :func:`summary`: NDCG and the ratio to the best baseline."""
+    mean, se, ratio, ratio_se = summary(results)
+    print(f"\n{title}, mean +- s.e. over seeds {seeds}:")
+    print(format_table(mean, se))
+    if ratio is not None:
+        print("\nratio to the best tuned baseline (per seed and n), mean +- s.e.:")
+        print(format_table(ratio, ratio_se))
+
+
 def format_table(mean, se, digits=3):
     """``mean +- se`` cells."""
     cells = mean.copy().astype(object)
@@ -509,12 +519,7 @@ def run(args):
                 m: {r["n_shots"]: r["params"] for r in results[m] if r["seed"] == seed}
                 for m in args.models
             }
-    mean, se, ratio, ratio_se = summary(results)
-    print(f"\nNDCG@{args.k} on new users ({name}), mean +- s.e. over seeds {args.seeds}:")
-    print(format_table(mean, se))
-    if ratio is not None:
-        print("\nratio to the best tuned baseline (per seed and n), mean +- s.e.:")
-        print(format_table(ratio, ratio_se))
+    print_summary(results, f"NDCG@{args.k} on new users ({name})", args.seeds)
     print(f"\nwrote {RESULTS / out}")
     return results
 
