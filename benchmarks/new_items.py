@@ -1,169 +1,231 @@
-"""New items: fold in items added after pretraining, against retraining with them.
+"""New items on the k-shot item protocol: skfewrec's new-item path against the baselines.
 
-Protocol (ml-latest-small by default; ratings >= 4 are the positives):
+Protocol (``skfewrec._item_protocol.item_kshot_split``; the same held-out items for every n):
 
-- 10% of the items, drawn at random (seeded), are *new*: left out of pretraining;
-- each new item's interactions are ordered by time; the earlier half (rounded up) are
-  the *support*, the warm users who touched the item before it is folded in; the later
-  half are the *query*, the users who interact with it later;
-- **folded**: ALS is pretrained on every user x the old items, then
-  ``ClosedFormFoldIn.add_items`` folds the new items in from their support;
-- **retrained**: ALS is trained from scratch on every user x (old items + the new items'
-  support), with the same settings and seed;
-- evaluated users: those with a query interaction. Their known interactions are all
-  their old-item interactions plus their support interactions with new items; each
-  model folds them in and recommends 20 items with the known ones filtered:
-  - ``full_*``: over the whole catalogue; the query (new items only) is what to find:
-    Recall@20 (denominator min(20, |query|)) and NDCG@20;
-  - ``new_*``: over the new items only (an allow-list): Recall@20 and NDCG@20;
-  - ``new_item_coverage``: the share of the new items with a support that appear in
-    at least one evaluated user's full-catalogue top 20; ``new_item_slots``: the share
-    of all top-20 slots taken by new items.
-- ALS settings (shared by both models): chosen per seed on a validation split (another
-  random 10% of new items, seed + 1000) by the *retrained* model's full-catalogue
-  NDCG@20, so the reference is the one tuned;
-- baselines in the same run: new-item popularity (support count) and random, for the
-  new-items-only ranking;
-- time: ``add_items`` against the retraining's ALS fit (same run, ratio).
+- 10% of the items, drawn at random (seeded), are held out; for each n in 1, 3, 5, 10, 20
+  the held-out items with at least n + 1 users are *new*: n users revealed (the earliest
+  by time on MovieLens, random on Gowalla, which has no times), the rest are the query;
+- every model is fitted once per seed on every user x the warm items (ALS: 64 factors,
+  regularization 1, confidence 10, the same seed; ``--max-iter`` sweeps), then grows by
+  ``add_items(support)`` for each n (on a copy);
+- models: ``new_item`` (``NewItemRecommender`` at its defaults: activity-weighted support
+  factors + user-neighbour profile + item prior), ``new_item_factors`` (the same without
+  the neighbour part), ``new_item_genres`` (with genre features, MovieLens only),
+  ``ials_fold_in`` (``ClosedFormFoldIn.add_items``: the symmetric iALS fold-in), baselines
+  ``popularity`` (support count, ties at random), ``user_neighbour`` (sum over the support
+  users of the cosine between their warm histories and the user's), ``retrained`` (ALS
+  retrained with the new items' support, same settings);
+- metrics (``evaluate_item_kshot``): recall/NDCG@20 over the new items (``new_*``), over
+  the whole catalogue (``full_*``) and the users for each new item (``users_*``);
+  evaluated on a seeded sample of at most ``--max-users`` users (all of ml-latest-small;
+  3,000 of Gowalla's 29,858 in the command below: the "users" direction ranks those);
+- zero-shot: genre-placed new items against random placement (MovieLens only).
 
 Usage::
 
     python benchmarks/new_items.py --data ../shared/data/ml-latest-small --seeds 0 1 2
+    python benchmarks/new_items.py --data ../shared/data/gowalla --seeds 0 1 2 --max-iter 10 \\
+        --max-users 3000
 """
 
 import argparse
-import itertools
+import copy
+import json
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from _common import DEFAULT_DATA, print_table, write_json
+from _common import DEFAULT_DATA, RESULTS, print_table, write_json
+from sklearn.frozen import FrozenEstimator
+from sklearn.preprocessing import normalize
 
 from skfewrec import ALSFactors, ClosedFormFoldIn
-from skfewrec.datasets import load_movielens
-from skfewrec.metrics import ndcg_at_k, recall_at_k
+from skfewrec._item_protocol import ItemKShotSplit, evaluate_item_kshot, item_kshot_split
+from skfewrec.adapters._item_prior import NewItemRecommender
+from skfewrec.base import RecommenderMixin
 
-#: ALS settings tried per seed: n_components, regularization, confidence_scale
-ALS_GRID = {
-    "n_components": [32, 128],
-    "regularization": [1.0, 5.0],
-    "confidence_scale": [2.0, 10.0],
-}
+SHOTS = (1, 3, 5, 10, 20)
 
 
-def split_new_items(X, T, fraction, rng):
-    """Columns of the new items, and their support / query parts (by time)."""
-    n_items = X.shape[1]
-    new = np.sort(rng.choice(n_items, size=int(round(fraction * n_items)), replace=False))
-    old = np.setdiff1d(np.arange(n_items), new)
-    Xn = X[:, new].tocsc()
-    Tn = T[:, new].tocsc()
-    Xn.sort_indices()
-    Tn.sort_indices()
-    # rank each interaction within its item (column) by time, ties at random
-    cols = np.repeat(np.arange(Xn.shape[1]), np.diff(Xn.indptr))
-    order = np.lexsort((rng.random(Xn.nnz), Tn.data, cols))
-    rank = np.empty(Xn.nnz, dtype=np.int64)
-    rank[order] = np.arange(Xn.nnz) - Xn.indptr[cols[order]]
-    n_per_item = np.diff(Xn.indptr)[cols]
-    in_support = rank < (n_per_item + 1) // 2
+def load(path):
+    """(X, timestamps or None, genres or None) of a MovieLens or Gowalla folder."""
+    path = Path(path)
+    if (path / "train.txt").exists():  # Gowalla (LightGCN's split files): user item item ...
+        rows, cols = [], []
+        for name in ("train", "valid", "test"):
+            f = path / f"{name}.txt"
+            if not f.exists():
+                continue
+            for line in f.read_text().splitlines():
+                parts = line.split()
+                rows += [int(parts[0])] * (len(parts) - 1)
+                cols += [int(p) for p in parts[1:]]
+        X = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)))
+        X.sum_duplicates()
+        X.data[:] = 1
+        return X, None, None
+    from skfewrec.datasets import load_movielens
 
-    def part(mask):
-        return sp.csc_matrix(
-            (
-                Xn.data[mask],
-                Xn.indices[mask],
-                np.r_[0, np.cumsum(np.bincount(cols[mask], minlength=Xn.shape[1]))],
-            ),
-            shape=Xn.shape,
-        ).tocsr()
-
-    return old, new, part(in_support), part(~in_support)
+    data = load_movielens(path, min_rating=4, binarize=True)
+    genres = data.item_features.filter(like="genre_").to_numpy(np.float64)
+    return data.X.tocsr(), data.timestamps.tocsr(), genres
 
 
-def evaluate(rec, known, query, n_old, k):
-    """Metrics on the evaluated users (rows of known/query with a query item)."""
-    n_new = query.shape[1]
-    new_cols = n_old + np.arange(n_new)
-    Q_full = sp.hstack([sp.csr_matrix((query.shape[0], n_old)), query]).tocsr()
-    ids_full, _ = rec.recommend(known, k=k)
-    ids_new, _ = rec.recommend(known, k=k, items=new_cols)
-    in_new = ids_full >= n_old
-    has_support = np.flatnonzero(rec.item_counts_[n_old:] > 0) + n_old
+class _Scores(RecommenderMixin):
+    """A recommender from a score function over the grown catalogue (the baselines)."""
+
+    def __init__(self, n_items, score):
+        self.n_features_in_ = n_items
+        self._score = score
+
+    def __sklearn_is_fitted__(self):
+        return True
+
+    def _validate_users(self, X):
+        return sp.csr_matrix(X, dtype=np.float32)
+
+    def _scorer(self, X, columns):
+        def block(start, stop):
+            s = self._score(X[start:stop])
+            return (s if columns is None else s[:, columns]).astype(np.float32)
+
+        return block
+
+
+def baselines(split, rng):
+    """Support-count popularity and the cosine user-neighbour baseline."""
+    n_warm, n_new = split.X_warm.shape[1], split.support.shape[1]
+    n_items = n_warm + n_new
+    H = normalize(split.X_warm)
+    profile = (H.T @ split.support).T.tocsr()  # new items x warm items: no user x user matrix
+    counts = split.support.getnnz(axis=0) + 1e-3 * rng.random(n_new)
+
+    def popularity(X):
+        s = np.full((X.shape[0], n_items), -1.0)
+        s[:, n_warm:] = counts
+        return s
+
+    def neighbour(X):
+        s = np.full((X.shape[0], n_items), -1.0)
+        s[:, n_warm:] = (normalize(X[:, :n_warm]) @ profile.T).toarray()
+        return s
+
     return {
-        "full_recall": recall_at_k(Q_full, ids_full, k=k),
-        "full_ndcg": ndcg_at_k(Q_full, ids_full, k=k),
-        "new_recall": recall_at_k(Q_full, ids_new, k=k),
-        "new_ndcg": ndcg_at_k(Q_full, ids_new, k=k),
-        "new_item_coverage": float(np.isin(has_support, ids_full[in_new]).mean()),
-        "new_item_slots": float(in_new.mean()),
+        "popularity": _Scores(n_items, popularity),
+        "user_neighbour": _Scores(n_items, neighbour),
     }
 
 
-def ranking_metrics(scores, known, query, n_old, k):
-    """Recall/NDCG@k of a fixed score over the new items (known items filtered)."""
-    s = np.tile(scores, (query.shape[0], 1)).astype(np.float64)
-    s[known[:, n_old:].toarray() > 0] = -np.inf
-    ids = np.argsort(-s, axis=1, kind="stable")[:, :k]
-    return {"new_recall": recall_at_k(query, ids, k=k), "new_ndcg": ndcg_at_k(query, ids, k=k)}
+def subsample(split, users):
+    return ItemKShotSplit(
+        split.warm_items,
+        split.new_items,
+        split.X_warm[users],
+        split.support[users],
+        split.query[users],
+    )
 
 
-def tune_als(X, T, seed, args):
-    """The ALS setting whose retrained model is best on a validation split."""
-    rng = np.random.default_rng(seed + 1000)
-    old, _, support, query = split_new_items(X, T, args.fraction, rng)
-    known_all = sp.hstack([X[:, old], support]).tocsr()
-    users = np.flatnonzero(query.getnnz(axis=1))
-    best = (-np.inf, None)
-    for f, reg, scale in itertools.product(*ALS_GRID.values()):
-        als = dict(n_components=f, regularization=reg, confidence_scale=scale)
-        rec = ClosedFormFoldIn(ALSFactors(**als, max_iter=args.max_iter, random_state=seed)).fit(
-            known_all
+def run_seed(X, T, genres, seed, args):
+    als = dict(n_components=64, regularization=1.0, confidence_scale=10.0, max_iter=args.max_iter)
+    first = item_kshot_split(X, 0, test_size=args.fraction, timestamps=T, random_state=seed)
+    Xw = first.X_warm
+    fitted, seconds = {}, {}
+    t0 = time.perf_counter()
+    fitted["ials_fold_in"] = ClosedFormFoldIn(ALSFactors(**als, random_state=seed)).fit(Xw)
+    seconds["als_fit"] = time.perf_counter() - t0
+    # one ALS fit shared by every model (frozen: NewItemRecommender.fit does not refit it)
+    base = FrozenEstimator(copy.deepcopy(fitted["ials_fold_in"]))
+    fitted["new_item"] = NewItemRecommender(base, random_state=seed).fit(Xw)
+    fitted["new_item_factors"] = NewItemRecommender(
+        base, neighbour_weight=0.0, random_state=seed
+    ).fit(Xw)
+    if genres is not None:
+        fitted["new_item_genres"] = NewItemRecommender(base, random_state=seed).fit(
+            Xw, item_features=genres[first.warm_items]
         )
-        score = evaluate(rec, known_all[users], query[users], old.size, args.k)["full_ndcg"]
-        best = max(best, (score, als), key=lambda t: t[0])
-    return best[1]
-
-
-def run_seed(X, T, seed, args):
-    als = tune_als(X, T, seed, args)
     rng = np.random.default_rng(seed)
-    old, new, support, query = split_new_items(X, T, args.fraction, rng)
-    X_old = X[:, old].tocsr()
-    known_all = sp.hstack([X_old, support]).tocsr()
-    users = np.flatnonzero(query.getnnz(axis=1))
-    known, Q = known_all[users], query[users]
-    als = {**als, "max_iter": args.max_iter, "random_state": seed}
-    t0 = time.perf_counter()
-    folded = ClosedFormFoldIn(ALSFactors(**als)).fit(X_old)
-    t_pretrain = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # new items whose users are all later
-        folded.add_items(support)
-    t_add = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    retrained = ClosedFormFoldIn(ALSFactors(**als)).fit(known_all)
-    t_retrain = time.perf_counter() - t0
-    n_old = old.size
-    out = {
-        "folded": evaluate(folded, known, Q, n_old, args.k),
-        "retrained": evaluate(retrained, known, Q, n_old, args.k),
-        "popularity": ranking_metrics(np.asarray(support.getnnz(axis=0)), known, Q, n_old, args.k),
-        "random": ranking_metrics(rng.random(new.size), known, Q, n_old, args.k),
-        "als": {k: v for k, v in als.items() if k != "random_state"},
-        "seconds": {"pretrain": t_pretrain, "add_items": t_add, "retrain": t_retrain},
-        "counts": {
-            "new_items": int(new.size),
-            "new_items_with_support": int((support.getnnz(axis=0) > 0).sum()),
-            "new_items_with_query": int((query.getnnz(axis=0) > 0).sum()),
-            "support_interactions": int(support.nnz),
-            "query_interactions": int(query.nnz),
-            "evaluated_users": int(users.size),
-        },
-    }
+    users = np.sort(rng.permutation(X.shape[0])[: args.max_users])
+    out = {}
+    for n in SHOTS:
+        split = item_kshot_split(X, n, test_size=args.fraction, timestamps=T, random_state=seed)
+        assert np.array_equal(split.warm_items, first.warm_items)
+        ev = subsample(split, users)
+        res = {}
+        for name, model in fitted.items():
+            m = copy.deepcopy(model)
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                if name == "new_item_genres":
+                    m.add_items(split.support, item_features=genres[split.new_items])
+                else:
+                    m.add_items(split.support)
+            seconds[f"add_items_{name}_{n}"] = time.perf_counter() - t0
+            res[name] = evaluate_item_kshot(m, ev, k=args.k, batch=512)
+        for name, m in baselines(split, rng).items():
+            # they score the new items only: their full-catalogue lists are not comparable
+            r = evaluate_item_kshot(m, ev, k=args.k, batch=512)
+            res[name] = {key: (np.nan if key.startswith("full_") else v) for key, v in r.items()}
+        t0 = time.perf_counter()
+        retrained = ClosedFormFoldIn(ALSFactors(**als, random_state=seed)).fit(split.known)
+        seconds[f"retrain_{n}"] = time.perf_counter() - t0
+        res["retrained"] = evaluate_item_kshot(retrained, ev, k=args.k, batch=512)
+        res["counts"] = {
+            "new_items": int(split.new_items.size),
+            "evaluated_users_items_direction": int((ev.query.getnnz(axis=1) > 0).sum()),
+        }
+        out[n] = res
+        print(f"seed {seed} n={n} {res['counts']}", flush=True)
+        print_table(
+            [{"model": m, **r} for m, r in res.items() if m != "counts"],
+            ["model", "new_recall", "new_ndcg", "full_recall", "users_recall"],
+        )
+    if genres is not None:  # zero-shot: genres alone against random placement
+        split = item_kshot_split(X, 0, test_size=args.fraction, timestamps=T, random_state=seed)
+        ev = subsample(split, users)
+        m = copy.deepcopy(fitted["new_item_genres"])
+        m.add_items(split.support, item_features=genres[split.new_items])
+        rand = _Scores(
+            m.n_features_in_,
+            lambda Xb: np.c_[
+                np.full((Xb.shape[0], split.X_warm.shape[1]), -1.0),
+                rng.random((Xb.shape[0], split.support.shape[1])),
+            ],
+        )
+        out["zero_shot"] = {
+            "genres": evaluate_item_kshot(m, ev, k=args.k, directions=("items",)),
+            "random": evaluate_item_kshot(rand, ev, k=args.k, directions=("items",)),
+        }
+        print("zero-shot", out["zero_shot"])
+    out["seconds"] = seconds
     return out
+
+
+def summarise(per_seed, seeds):
+    """mean and standard error over seeds, per n, model and metric."""
+    summary = {}
+    for n in SHOTS:
+        summary[n] = {}
+        for model, metrics in per_seed[seeds[0]][n].items():
+            if model == "counts":
+                continue
+            summary[n][model] = {}
+            for key in metrics:
+                summary[n][model][key] = mean_se([per_seed[s][n][model][key] for s in seeds])
+    return summary
+
+
+def mean_se(values):
+    """Mean and standard error over seeds (NaN values left out)."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return {"mean": float("nan"), "se": float("nan")}
+    se = v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else 0.0
+    return {"mean": float(v.mean()), "se": float(se)}
 
 
 def main(argv=None):
@@ -173,62 +235,58 @@ def main(argv=None):
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--max-iter", type=int, default=15)
-    args = parser.parse_args(argv)
-
-    data = load_movielens(args.data, min_rating=4, binarize=True)
-    X, T = data.X.tocsr(), data.timestamps.tocsr()
-    name = args.data.rstrip("/").split("/")[-1]
-    print(f"{name}: {X.shape[0]} users x {X.shape[1]} items, {X.nnz} positives")
-    metrics = [
-        "full_recall",
-        "full_ndcg",
-        "new_recall",
-        "new_ndcg",
-        "new_item_coverage",
-        "new_item_slots",
-    ]
-    per_seed = {}
-    for seed in args.seeds:
-        res = run_seed(X, T, seed, args)
-        per_seed[seed] = res
-        print(f"\nseed {seed}: {res['counts']}\nALS (tuned on validation): {res['als']}")
-        rows = [{"model": m, **res[m]} for m in ("folded", "retrained", "popularity", "random")]
-        print_table(rows, ["model", *metrics])
-        s = res["seconds"]
-        print(
-            f"add_items {s['add_items']:.3f}s vs retraining {s['retrain']:.2f}s "
-            f"({s['retrain'] / s['add_items']:.0f}x)"
-        )
-    summary = {}
-    print(f"\nmean over seeds {args.seeds}:")
-    rows = []
-    for m in ("folded", "retrained", "popularity", "random"):
-        keys = [k for k in metrics if k in per_seed[args.seeds[0]][m]]
-        summary[m] = {k: float(np.mean([per_seed[s][m][k] for s in args.seeds])) for k in keys}
-        rows.append({"model": m, **summary[m]})
-    print_table(rows, ["model", *metrics])
-    ratios = {
-        k: summary["folded"][k] / summary["retrained"][k]
-        for k in metrics
-        if summary["retrained"][k] > 0
-    }
-    print("folded / retrained:", {k: round(v, 3) for k, v in ratios.items()})
-    speed = np.mean(
-        [
-            per_seed[s]["seconds"]["retrain"] / per_seed[s]["seconds"]["add_items"]
-            for s in args.seeds
-        ]
+    parser.add_argument("--max-users", type=int, default=5000)
+    parser.add_argument(
+        "--seed-files", action="store_true", help="write one file per seed (parallel runs)"
     )
-    print(f"add_items is {speed:.0f}x faster than retraining (mean over seeds, same run)")
+    parser.add_argument("--merge", action="store_true", help="summarise the per-seed files")
+    args = parser.parse_args(argv)
+    name = args.data.rstrip("/").split("/")[-1]
+    if args.merge:  # the per-seed files of runs made with --seed-files
+        per_seed = {}
+        for s in args.seeds:
+            saved = json.loads((RESULTS / f"new_items_kshot_{name}_seed{s}.json").read_text())
+            per_seed[s] = {(int(k) if k.isdigit() else k): v for k, v in saved["result"].items()}
+    else:
+        X, T, genres = load(args.data)
+        print(f"{name}: {X.shape[0]} users x {X.shape[1]} items, {X.nnz} interactions")
+        per_seed = {}
+        for s in args.seeds:
+            per_seed[s] = run_seed(X, T, genres, s, args)
+            if args.seed_files:
+                write_json(
+                    f"new_items_kshot_{name}_seed{s}.json",
+                    {"settings": vars(args), "result": {str(k): v for k, v in per_seed[s].items()}},
+                )
+        if args.seed_files:
+            return
+    summary = summarise(per_seed, args.seeds)
+    best_baseline = {}
+    for n in SHOTS:
+        base = max(
+            ("popularity", "user_neighbour", "retrained"),
+            key=lambda m: summary[n][m]["new_recall"]["mean"],
+        )
+        best = summary[n][base]["new_recall"]["mean"]
+        best_baseline[n] = {
+            "baseline": base,
+            **{m: summary[n][m]["new_recall"]["mean"] / best for m in summary[n]},
+        }
+    print("\nnew_recall@20, mean +- s.e. over seeds; ratio to the best baseline:")
+    for n in SHOTS:
+        cells = {
+            m: f"{v['new_recall']['mean']:.3f}+-{v['new_recall']['se']:.3f}"
+            for m, v in summary[n].items()
+        }
+        print(n, cells, {m: round(r, 2) for m, r in best_baseline[n].items() if m != "baseline"})
     path = write_json(
-        f"new_items_{name}.json",
+        f"new_items_kshot_{name}.json",
         {
             "dataset": name,
             "settings": vars(args),
             "summary": summary,
-            "folded_over_retrained": ratios,
-            "speedup_add_items_vs_retrain": speed,
-            "per_seed": {str(s): r for s, r in per_seed.items()},
+            "ratio_to_best_baseline_new_recall": best_baseline,
+            "per_seed": {str(s): {str(k): v for k, v in r.items()} for s, r in per_seed.items()},
         },
     )
     print(f"wrote {path}")

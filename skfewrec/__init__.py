@@ -21,6 +21,8 @@ _LAZY = {
     "ItemKNN": ".baselines",
     "LightGBMReranker": ".rerank",
     "MostPopular": ".baselines",
+    "NewItemRecommender": ".adapters",
+    "PopularityPenalty": ".tail",
     "dumps": ".persistence",
     "load": ".persistence",
     "loads": ".persistence",

@@ -9,7 +9,7 @@ from sklearn.frozen import FrozenEstimator
 
 from ._core.compat import check_is_fitted, validate_data
 from ._core.topk import DEFAULT_BLOCK_BYTES, chunked_topk, factor_topk, restrict_items
-from ._core.validation import check_interactions
+from ._core.validation import check_flag, check_interactions
 
 
 def validate_interactions(estimator, X, *, reset, name="X"):
@@ -112,6 +112,53 @@ def fit_factor_source(
     return est
 
 
+class SparseInputMixin:
+    """sklearn tags of an estimator that takes sparse, non-negative interactions.
+
+    Put it before the other bases: its ``__sklearn_tags__`` adds
+    ``input_tags.sparse`` and ``input_tags.positive_only`` to theirs.
+
+    Examples
+    --------
+    >>> from sklearn.base import BaseEstimator
+    >>> from skfewrec.base import SparseInputMixin
+    >>> class Counter(SparseInputMixin, BaseEstimator):
+    ...     pass
+    >>> tags = Counter().__sklearn_tags__()
+    >>> tags.input_tags.sparse, tags.input_tags.positive_only
+    (True, True)
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.positive_only = True
+        return tags
+
+
+class SparseFloat32TransformerMixin(SparseInputMixin):
+    """sklearn tags of a transformer of sparse, non-negative interactions into float32.
+
+    :class:`SparseInputMixin`'s tags plus
+    ``transformer_tags.preserves_dtype = ["float32"]``; the class must also
+    derive from ``TransformerMixin`` (after this mixin).
+
+    Examples
+    --------
+    >>> from sklearn.base import BaseEstimator, TransformerMixin
+    >>> from skfewrec.base import SparseFloat32TransformerMixin
+    >>> class Scaler(SparseFloat32TransformerMixin, TransformerMixin, BaseEstimator):
+    ...     pass
+    >>> Scaler().__sklearn_tags__().transformer_tags.preserves_dtype
+    ['float32']
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+
 class RecommenderMixin:
     """``recommend``, ``decision_function`` and ``score`` for skfewrec recommenders.
 
@@ -152,6 +199,7 @@ class RecommenderMixin:
         scores : ndarray of shape (n_users, k), float32
             Their scores (-inf for empty slots).
         """
+        filter_seen = check_flag(filter_seen, "filter_seen")
         X = self._validate_users(X)
         n_items = X.shape[1]
         seen = X if filter_seen else None

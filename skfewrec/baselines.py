@@ -18,21 +18,15 @@ from .base import (
     FactorRecommenderMixin,
     ItemsFromFactorsMixin,
     RecommenderMixin,
+    SparseFloat32TransformerMixin,
+    SparseInputMixin,
     fit_factor_source,
     validate_interactions,
 )
 from .factors._als import ALSFactors
 
 
-class _SparseTags:
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.input_tags.positive_only = True
-        return tags
-
-
-class MostPopular(_SparseTags, RecommenderMixin, BaseEstimator):
+class MostPopular(SparseInputMixin, RecommenderMixin, BaseEstimator):
     """Recommend the items most warm users interacted with.
 
     Parameters
@@ -98,7 +92,7 @@ class MostPopular(_SparseTags, RecommenderMixin, BaseEstimator):
 class ImplicitFoldIn(
     ItemsFromFactorsMixin,
     DerivedCachesMixin,
-    _SparseTags,
+    SparseFloat32TransformerMixin,
     FactorRecommenderMixin,
     TransformerMixin,
     BaseEstimator,
@@ -203,13 +197,8 @@ class ImplicitFoldIn(
         """
         return self._user_vectors(self._validate_users(X))
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        return tags
 
-
-class EASE(_SparseTags, RecommenderMixin, BaseEstimator):
+class EASE(SparseInputMixin, RecommenderMixin, BaseEstimator):
     """Embarrassingly Shallow Autoencoder (Steck, 2019): a closed-form item-item model.
 
     ``B = I - P / diag(P)`` with ``P = (X^T X + l2 I)^-1``; a user's scores are
@@ -292,7 +281,7 @@ class EASE(_SparseTags, RecommenderMixin, BaseEstimator):
         return score_block
 
 
-class ItemKNN(_SparseTags, RecommenderMixin, BaseEstimator):
+class ItemKNN(SparseInputMixin, RecommenderMixin, BaseEstimator):
     """Item-based k-nearest neighbours with cosine similarity (implicit's kernel).
 
     Parameters

@@ -15,12 +15,13 @@ The relevance of every recommended item is gathered from the CSR structure of
 O((nnz + n_users * k) log nnz) and there is no Python loop over users.
 """
 
+from functools import partial
 from numbers import Integral
 
 import numpy as np
 
 from ._core.csr import lookup
-from ._core.validation import check_interactions
+from ._core.validation import check_interactions, check_k
 
 __all__ = [
     "METRICS",
@@ -97,16 +98,15 @@ def _check_cutoff(k, n_columns):
         if k < 1:
             raise ValueError("y_pred has 0 columns; pass at least one recommendation per user.")
         return k
-    if isinstance(k, bool) or not isinstance(k, Integral):
-        raise TypeError(f"k must be an integer >= 1 or None, got {k!r} of type {type(k).__name__}.")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}.")
-    if k > n_columns:
-        raise ValueError(
-            f"k={k} is larger than the {n_columns} recommendations per user in y_pred; "
-            f"recommend at least k items, or use k <= {n_columns}."
-        )
-    return int(k)
+    return check_k(
+        k,
+        n_columns,
+        or_none=True,
+        too_large=(
+            "k={k} is larger than the {limit} recommendations per user in y_pred; "
+            "recommend at least k items, or use k <= {limit}."
+        ),
+    )
 
 
 def _rank(y_true, y_pred, k):
@@ -130,6 +130,12 @@ def _rank(y_true, y_pred, k):
             "metric is undefined; pass the query interactions (e.g. from support_query_split)."
         )
     return _Ranked(y_true, ids, k)
+
+
+def _evaluate(per_user, y_true, y_pred, k, average):
+    """One metric: ``per_user`` of the validated top k, then NaNs and the average."""
+    r = _rank(y_true, y_pred, k)
+    return r.finish(per_user(r), average)
 
 
 def _gather(y_true, ids):
@@ -260,8 +266,7 @@ def ndcg_at_k(y_true, y_pred, *, k=None, graded=False, average=True):
     >>> round(ndcg_at_k(y_true, y_pred), 4)
     0.622
     """
-    r = _rank(y_true, y_pred, k)
-    return r.finish(_ndcg(r, graded=graded), average)
+    return _evaluate(partial(_ndcg, graded=graded), y_true, y_pred, k, average)
 
 
 def recall_at_k(y_true, y_pred, *, k=None, average=True):
@@ -300,8 +305,7 @@ def recall_at_k(y_true, y_pred, *, k=None, average=True):
     >>> recall_at_k(y_true, y_pred, average=False)
     array([0.5, 1. ])
     """
-    r = _rank(y_true, y_pred, k)
-    return r.finish(_recall(r), average)
+    return _evaluate(_recall, y_true, y_pred, k, average)
 
 
 def precision_at_k(y_true, y_pred, *, k=None, average=True):
@@ -339,8 +343,7 @@ def precision_at_k(y_true, y_pred, *, k=None, average=True):
     >>> precision_at_k(y_true, y_pred, average=False)
     array([0.5, 0.5])
     """
-    r = _rank(y_true, y_pred, k)
-    return r.finish(_precision(r), average)
+    return _evaluate(_precision, y_true, y_pred, k, average)
 
 
 def map_at_k(y_true, y_pred, *, k=None, average=True):
@@ -378,8 +381,7 @@ def map_at_k(y_true, y_pred, *, k=None, average=True):
     >>> map_at_k(y_true, np.array([[1, 0, 2]]))  # (1/2 + 2/3) / 2
     0.5833333333333333
     """
-    r = _rank(y_true, y_pred, k)
-    return r.finish(_average_precision(r), average)
+    return _evaluate(_average_precision, y_true, y_pred, k, average)
 
 
 def mrr(y_true, y_pred, *, k=None, average=True):
@@ -416,8 +418,7 @@ def mrr(y_true, y_pred, *, k=None, average=True):
     >>> mrr(y_true, np.array([[0, 2, 1], [1, 2, -1]]), average=False)
     array([0.5, 0. ])
     """
-    r = _rank(y_true, y_pred, k)
-    return r.finish(_reciprocal_rank(r), average)
+    return _evaluate(_reciprocal_rank, y_true, y_pred, k, average)
 
 
 def hit_rate_at_k(y_true, y_pred, *, k=None, average=True):
@@ -452,8 +453,7 @@ def hit_rate_at_k(y_true, y_pred, *, k=None, average=True):
     >>> hit_rate_at_k(y_true, np.array([[0, 2], [1, 2]]), average=False)
     array([1., 0.])
     """
-    r = _rank(y_true, y_pred, k)
-    return r.finish(_hit_rate(r), average)
+    return _evaluate(_hit_rate, y_true, y_pred, k, average)
 
 
 def catalogue_coverage(y_pred, n_items, *, k=None):
@@ -565,3 +565,280 @@ def evaluate(y_true, y_pred, *, k=None, metrics=("ndcg", "recall", "precision", 
         else:
             scores[name] = r.finish(_FROM_RANKED[name](r), average=True)
     return scores
+
+
+# --- The long tail: who gets exposure (issue 13) ------------------------------------
+
+
+def _check_popularity(popularity, n_items=None):
+    pop = np.asarray(popularity, dtype=np.float64)
+    if pop.ndim != 1 or (n_items is not None and pop.size != n_items):
+        raise ValueError(
+            f"popularity must be a 1-d array with one count per item, got shape {pop.shape}"
+            + (f" for {n_items} items." if n_items is not None else ".")
+            + " Compute it with item_popularity(X_train)."
+        )
+    if not np.all(np.isfinite(pop)) or np.any(pop < 0):
+        raise ValueError("popularity must hold finite counts >= 0 (users per item).")
+    return pop
+
+
+def _slots(y_pred, n_items, k):
+    ids = _check_y_pred(y_pred, n_items=n_items)
+    ids = ids[:, : _check_cutoff(k, ids.shape[1])]
+    return ids[ids >= 0]
+
+
+def item_popularity(X):
+    """Number of users who interacted with each item: the popularity the tail metrics use.
+
+    Parameters
+    ----------
+    X : {array-like, sparse matrix} of shape (n_users, n_items)
+        Training interactions; zero means none.
+
+    Returns
+    -------
+    popularity : ndarray of shape (n_items,), int64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec.metrics import item_popularity
+    >>> item_popularity(np.array([[1, 0, 3], [2, 0, 0]])).tolist()
+    [2, 0, 1]
+    """
+    return check_interactions(X).getnnz(axis=0).astype(np.int64)
+
+
+def tail_items(popularity, *, head_share=0.8):
+    """Mask of the tail: the items outside the head that holds ``head_share`` of interactions.
+
+    The head is the smallest set of most popular items whose interactions reach
+    ``head_share`` of all interactions (ties broken by item index).
+
+    Parameters
+    ----------
+    popularity : array-like of shape (n_items,)
+        Interactions (users) per item, e.g. :func:`item_popularity` of the training data.
+    head_share : float, default=0.8
+        Share of the interactions held by the head, in (0, 1].
+
+    Returns
+    -------
+    tail : ndarray of shape (n_items,), bool
+
+    Examples
+    --------
+    >>> from skfewrec.metrics import tail_items
+    >>> tail_items([50, 30, 10, 5, 5], head_share=0.8).tolist()
+    [False, False, True, True, True]
+    """
+    pop = _check_popularity(popularity)
+    if not 0 < head_share <= 1:
+        raise ValueError(f"head_share must be in (0, 1], got {head_share!r}.")
+    order = np.argsort(-pop, kind="stable")
+    cumulative = np.cumsum(pop[order])
+    n_head = int(np.searchsorted(cumulative, head_share * cumulative[-1] - 1e-9) + 1)
+    tail = np.ones(pop.size, dtype=bool)
+    tail[order[:n_head]] = False
+    return tail
+
+
+def gini_exposure(y_pred, n_items, *, k=None):
+    """Gini coefficient of how often each catalogue item is recommended.
+
+    0 when every item fills as many slots as every other; close to 1 when a few
+    items take every slot. Items never recommended count with exposure 0.
+
+    Parameters
+    ----------
+    y_pred : array-like of int of shape (n_users, n_recommended)
+        Recommended item indices; -1 padding is ignored.
+    n_items : int
+        The catalogue size.
+    k : int, default=None
+        Only the first k columns count. None uses all.
+
+    Returns
+    -------
+    gini : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec.metrics import gini_exposure
+    >>> gini_exposure(np.array([[0, 1], [1, 0]]), n_items=2)
+    0.0
+    >>> gini_exposure(np.array([[0], [0]]), n_items=2)
+    0.5
+    """
+    slots = _slots(y_pred, n_items, k)
+    exposure = np.sort(np.bincount(slots, minlength=n_items).astype(np.float64))
+    if exposure.sum() == 0:
+        raise ValueError("y_pred has no recommended item; nothing to measure.")
+    rank = np.arange(1, n_items + 1)
+    return float(np.sum((2 * rank - n_items - 1) * exposure) / (n_items * exposure.sum()))
+
+
+def tail_share(y_pred, popularity, *, head_share=0.8, k=None):
+    """Share of the recommendation slots given to tail items (see :func:`tail_items`).
+
+    Parameters
+    ----------
+    y_pred : array-like of int of shape (n_users, n_recommended)
+        Recommended item indices; -1 padding is ignored.
+    popularity : array-like of shape (n_items,)
+        Interactions per item in the training data (:func:`item_popularity`).
+    head_share : float, default=0.8
+        Share of the interactions the head holds.
+    k : int, default=None
+        Only the first k columns count. None uses all.
+
+    Returns
+    -------
+    share : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec.metrics import tail_share
+    >>> tail_share(np.array([[0, 2], [1, 3]]), [50, 30, 10, 10], head_share=0.8)
+    0.5
+    """
+    tail = tail_items(popularity, head_share=head_share)
+    slots = _slots(y_pred, tail.size, k)
+    if slots.size == 0:
+        raise ValueError("y_pred has no recommended item; nothing to measure.")
+    return float(tail[slots].mean())
+
+
+def novelty(y_pred, popularity, n_users, *, k=None):
+    """Mean self-information of the recommended items, in bits.
+
+    An item known to a share ``p`` of the users carries ``-log2(p)`` bits, with
+    ``p = (popularity + 1) / (n_users + 1)`` (so items nobody had are finite).
+
+    Parameters
+    ----------
+    y_pred : array-like of int of shape (n_users, n_recommended)
+        Recommended item indices; -1 padding is ignored.
+    popularity : array-like of shape (n_items,)
+        Users per item in the training data (:func:`item_popularity`).
+    n_users : int
+        The number of training users the popularity was counted on.
+    k : int, default=None
+        Only the first k columns count. None uses all.
+
+    Returns
+    -------
+    novelty : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec.metrics import novelty
+    >>> novelty(np.array([[0], [1]]), [3, 1], n_users=3)
+    0.5
+    """
+    pop = _check_popularity(popularity)
+    if isinstance(n_users, bool) or not isinstance(n_users, Integral) or n_users < 1:
+        raise ValueError(f"n_users must be an integer >= 1, got {n_users!r}.")
+    if pop.max(initial=0) > n_users:
+        raise ValueError(
+            f"popularity has an item with {pop.max():.0f} users but n_users={n_users}; "
+            "pass the number of users the popularity was counted on."
+        )
+    slots = _slots(y_pred, pop.size, k)
+    if slots.size == 0:
+        raise ValueError("y_pred has no recommended item; nothing to measure.")
+    return float(np.mean(-np.log2((pop[slots] + 1) / (n_users + 1))))
+
+
+def popularity_buckets(popularity, *, n_buckets=3):
+    """Bucket of each item: equal shares of the interactions, most popular first.
+
+    Bucket 0 holds the most popular items that together have about
+    ``1 / n_buckets`` of the interactions, the last bucket the long tail.
+
+    Parameters
+    ----------
+    popularity : array-like of shape (n_items,)
+        Interactions per item (:func:`item_popularity`).
+    n_buckets : int, default=3
+        Number of buckets, >= 1.
+
+    Returns
+    -------
+    buckets : ndarray of shape (n_items,), int64
+
+    Examples
+    --------
+    >>> from skfewrec.metrics import popularity_buckets
+    >>> popularity_buckets([40, 30, 20, 10], n_buckets=2).tolist()
+    [0, 0, 1, 1]
+    """
+    pop = _check_popularity(popularity)
+    if isinstance(n_buckets, bool) or not isinstance(n_buckets, Integral) or n_buckets < 1:
+        raise ValueError(f"n_buckets must be an integer >= 1, got {n_buckets!r}.")
+    order = np.argsort(-pop, kind="stable")
+    total = pop.sum()
+    before = np.cumsum(pop[order]) - pop[order]  # interactions of the more popular items
+    share = before / total if total > 0 else np.arange(pop.size) / pop.size
+    buckets = np.empty(pop.size, dtype=np.int64)
+    buckets[order] = np.minimum((share * n_buckets + 1e-9).astype(np.int64), n_buckets - 1)
+    return buckets
+
+
+def ndcg_by_popularity(y_true, y_pred, popularity, *, n_buckets=3, k=None):
+    """NDCG@k per popularity bucket: how well each part of the catalogue is found.
+
+    For bucket b, the relevant items are the user's query items in bucket b
+    (the ranking is unchanged); users without any are left out of that bucket.
+
+    Parameters
+    ----------
+    y_true : {array-like, sparse matrix} of shape (n_users, n_items)
+        The query interactions.
+    y_pred : array-like of int of shape (n_users, n_recommended)
+        Recommended item indices, best first; -1 is padding.
+    popularity : array-like of shape (n_items,)
+        Interactions per item in the training data (:func:`item_popularity`).
+    n_buckets : int, default=3
+        Buckets of :func:`popularity_buckets`, bucket 0 the head.
+    k : int, default=None
+        Cut-off. None uses all columns of ``y_pred``.
+
+    Returns
+    -------
+    ndcg : ndarray of shape (n_buckets,)
+        NaN for a bucket no user has a query item in.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec.metrics import ndcg_by_popularity
+    >>> y_true = np.array([[1, 0, 0, 1], [0, 0, 1, 0]])
+    >>> ndcg_by_popularity(y_true, np.array([[0, 1], [2, 3]]), [40, 30, 20, 10], n_buckets=2)
+    array([1. , 0.5])
+    """
+    Y = check_interactions(y_true, dtype=np.float64)
+    buckets = popularity_buckets(_check_popularity(popularity, Y.shape[1]), n_buckets=n_buckets)
+    out = np.full(n_buckets, np.nan)
+    for b in range(n_buckets):  # a handful of buckets, each vectorised over users
+        Yb = Y.multiply((buckets == b)[None, :]).tocsr()
+        Yb.eliminate_zeros()
+        if Yb.nnz:
+            out[b] = ndcg_at_k(Yb, y_pred, k=k)
+    return out
+
+
+__all__ += [
+    "gini_exposure",
+    "item_popularity",
+    "ndcg_by_popularity",
+    "novelty",
+    "popularity_buckets",
+    "tail_items",
+    "tail_share",
+]

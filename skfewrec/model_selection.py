@@ -20,12 +20,22 @@ from sklearn.utils import check_random_state
 
 from ._core.csr import row_of_nonzeros, split_rows
 from ._core.validation import check_interactions
+from ._item_protocol import (
+    evaluate_item_kshot,
+    item_kshot_curve,
+    item_kshot_split,
+    make_item_kshot_scorer,
+)
 from .metrics import METRICS, _check_metric_names, evaluate
 
 __all__ = [
+    "evaluate_item_kshot",
     "fewshot_curve",
     "filter_users",
+    "item_kshot_curve",
+    "item_kshot_split",
     "make_fewshot_scorer",
+    "make_item_kshot_scorer",
     "support_query_split",
     "train_test_split_users",
 ]

@@ -687,9 +687,10 @@ def recommend_spark(
     deny = _raw_to_columns(exclude, ids, n_items, "exclude")
     check_k(k, n_items if allow is None else np.unique(allow).size)
 
-    from .persistence import dumps
+    from .persistence import dumps, loads
 
     bundle = dumps(estimator)
+    loads(bundle)  # the executors' load, once on the driver: a broken model fails here, now
     ids_bytes = _ids_to_bytes(ids, n_items)
     token = hashlib.sha256(bundle + ids_bytes).hexdigest()
     try:

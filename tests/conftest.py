@@ -19,9 +19,11 @@ pytest_plugins = ["pytester"]
 
 #: skip reasons that are not a missing resource: sklearn's array-API checks (they need
 #: SCIPY_ARRAY_API set before scipy is imported), a domain check that does not apply
-#: to an estimator, and a thread check on a machine with one BLAS thread
+#: to an estimator, a thread check on a machine with one BLAS thread, and the long fuzz
+#: profile (run on purpose with ``pytest -m fuzz``)
 BENIGN_SKIPS = re.compile(
     r"SCIPY_ARRAY_API is not set|ranks every user the same way|one BLAS thread available"
+    r"|long fuzz profile: run with `pytest -m fuzz`"
 )
 
 #: the environment variable that turns resource skips into failures

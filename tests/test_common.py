@@ -71,6 +71,12 @@ INIT_PARAMS = {
         cv=2,
         random_state=0,
     ),
+    "NewItemRecommender": lambda cls: cls(
+        recommender=skfewrec.ClosedFormFoldIn(factors=_small_factors()), random_state=0
+    ),
+    "PopularityPenalty": lambda cls: cls(
+        recommender=skfewrec.ClosedFormFoldIn(factors=_small_factors()), random_state=0
+    ),
 }
 
 #: expected failures of sklearn's checks: (estimator name -> {check name: reason})
@@ -103,6 +109,8 @@ PUBLIC_ESTIMATORS = {
     "LightGBMReranker",
     "LogConfidence",
     "MostPopular",
+    "NewItemRecommender",
+    "PopularityPenalty",
     "TFIDFWeighting",
 }
 

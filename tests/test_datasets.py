@@ -1,15 +1,13 @@
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from conftest import data_path
 from sklearn.decomposition import TruncatedSVD
 
 import skfewrec.datasets
 from skfewrec.datasets import load_lastfm, load_movielens, make_interactions
 
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BUNCH_KEYS = {
     "X",
     "timestamps",
@@ -340,10 +338,7 @@ def test_load_lastfm_missing_path(tmp_path):
 
 
 def _real(name):
-    folder = DATA_DIR / name
-    if not folder.is_dir():
-        pytest.skip(f"{folder} is absent: real-data tests need the MovieLens files there")
-    return folder
+    return data_path(name)
 
 
 @pytest.mark.realdata

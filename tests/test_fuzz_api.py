@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.frozen import FrozenEstimator
 
@@ -201,9 +201,6 @@ def _largest(X):
 
 
 def _recommend_property(fitted, X, *, k, filter_seen, items, exclude, name):
-    # GradientFoldIn(loss="wmse") diverges above ~1e3 (a known debt, see
-    # test_validation.py::test_gradient_wmse_stays_sane_up_to_the_limit, strict xfail)
-    assume(name != "gradient_wmse" or _largest(X) <= 1e3)
     est = fitted[name]
     answer = _clean(
         lambda: est.recommend(X, k=k, filter_seen=filter_seen, items=items, exclude=exclude),

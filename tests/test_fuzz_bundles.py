@@ -241,7 +241,7 @@ def test_broken_sparse_structure_is_refused(bundles, edit_indptr, message):
 
 def test_shapes_must_match_the_catalogue(bundles):
     def edit(arrays, meta):
-        key = _array_of(meta, "fitted", "item_factors_")
+        key = _array_of(meta, "fitted", "factors_", "__estimator__", "fitted", "item_factors_")
         arrays[key] = arrays[key][:-5]
 
     with pytest.raises(BundleError, match="item_factors_ has shape \\(55, 6\\), not 60 items"):
@@ -250,7 +250,7 @@ def test_shapes_must_match_the_catalogue(bundles):
 
 def test_nan_factors_are_refused(bundles):
     def edit(arrays, meta):
-        key = _array_of(meta, "fitted", "item_factors_")
+        key = _array_of(meta, "fitted", "factors_", "__estimator__", "fitted", "item_factors_")
         arrays[key][3, 1] = np.nan
 
     with pytest.raises(BundleError, match="item_factors_ holds NaN, infinite or values beyond"):

@@ -392,5 +392,5 @@ def test_reranker_with_times_round_trips_with_unknown_item_times():
     rr = LightGBMReranker(
         adapter, n_candidates=20, n_estimators=5, cv=2, n_episodes=2, random_state=0
     ).fit(X, timestamps=times)
-    assert np.isnan(rr.item_time_).sum() == 1
+    assert np.isnan(rr.warm_statistics_["item_time"]).sum() == 1
     _same_recommendations(rr, loads(dumps(rr)), X[:20], k=5)

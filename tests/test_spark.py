@@ -270,18 +270,18 @@ def test_recommend_spark_is_generic_through_recommend(spark, data, kind):
 
 @pytest.mark.spark
 def test_recommend_spark_refuses_a_model_that_lies(spark, data):
-    # the executors rank through the CLI's and the service's checked path: a model
-    # answering -1 while items remain fails the job instead of writing fewer rows
-    from pyspark.errors import PythonException
-
+    # the model travels to the executors as a bundle, and loading is a parser: a model
+    # whose popularity is NaN (it would answer -1 while items remain) is refused on the
+    # driver, before any Spark job runs
     from skfewrec import MostPopular
+    from skfewrec.persistence import BundleError
     from skfewrec.spark import recommend_spark
 
     warm, new = data
     broken = MostPopular().fit(warm)
     broken.item_popularity_[:] = np.nan
-    with pytest.raises(PythonException, match="empty slots"):
-        recommend_spark(_frame(spark, new, value=False), broken, k=3).collect()
+    with pytest.raises(BundleError, match="item_popularity_ holds NaN"):
+        recommend_spark(_frame(spark, new, value=False), broken, k=3)
 
 
 @pytest.mark.spark

@@ -19,6 +19,7 @@ def test_benign_skips_stay_skips_in_strict_mode():
     for reason in (
         "SCIPY_ARRAY_API is not set: not checking array_api input",
         "MostPopular ranks every user the same way",
+        "long fuzz profile: run with `pytest -m fuzz`",
     ):
         assert strict_skip_failure(reason, environ={STRICT_SKIPS: "1"}) is None
 

@@ -177,15 +177,6 @@ def test_recommend_rows_refuses_a_truthy_string_and_a_lying_model(X):
             recommend_rows(est, X[:2], k=3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "GradientFoldIn(loss='wmse') takes fixed gradient steps: a confidence above ~1e3 makes "
-        "them diverge (1e4: scores ~1e12; 1e6: inf, then NaN). The door's 1e6 bound cannot "
-        "fix it; it needs a per-user step bound in adapters/_gradient.py (issue 12 item 5, "
-        "reported to the lead)."
-    ),
-)
 def test_gradient_wmse_stays_sane_up_to_the_limit(X, factors):
     est = GradientFoldIn(factors, loss="wmse", meta_iter=5, random_state=0).fit(X)
     user = _with_value(sp.csr_matrix((1, X.shape[1])), MAX_INTERACTION_VALUE)
@@ -208,3 +199,13 @@ def test_every_sparse_format_is_checked_before_the_cast(fmt):
     huge[0, 0] = 1e300
     with pytest.raises(ValueError, match=LIMIT):
         check_interactions(huge.asformat(fmt))
+
+
+@pytest.mark.parametrize("value", ["no", "yes", 1, 0, None])
+def test_recommend_refuses_a_filter_seen_that_is_not_a_bool(X, factors, value):
+    for est in (
+        MostPopular().fit(X),
+        ClosedFormFoldIn(factors).fit(X),
+    ):
+        with pytest.raises(TypeError, match="filter_seen must be True or False"):
+            est.recommend(X[:2], k=3, filter_seen=value)

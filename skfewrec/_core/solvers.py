@@ -23,12 +23,12 @@ once, ``(M + mu_u I)^-1 = Q diag(1 / (L + mu_u)) Q^T``: in the eigenbasis
 the Woodbury path stays O(k^2 f + k^3 + f^2) per user instead of a direct f x f solve.
 """
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from .conventions import confidence_coefficients, ridge_per_user, shared_ridge
+from .threads import run_threaded
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,12 +167,48 @@ def shared_system(item_factors, regularization, prior_precision=None, prior_mean
     Y = np.asarray(item_factors, dtype=np.float64)
     f = Y.shape[1]
     M = Y.T @ Y + regularization * np.eye(f)
+    return system_with_prior(Y, M, prior_precision, prior_mean)
+
+
+def system_with_prior(rows, M, prior_precision=None, prior_mean=None):
+    """A :class:`FoldInSystem` whose shared matrix ``M`` gains a gaussian prior.
+
+    The prior ``N(mu, (s P)^-1)`` adds ``s P`` to ``M`` and pulls the solution
+    with ``m = s P mu``: the one place every system (implicit and explicit)
+    adds its prior.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n_rows, f)
+        ``Y``: the fixed vectors a shot points at.
+    M : ndarray of shape (f, f)
+        The shared matrix without the prior.
+    prior_precision : ndarray of shape (f, f), default=None
+        ``s P``, already scaled by the prior strength; None for no prior.
+    prior_mean : ndarray of shape (f,), default=None
+        ``mu``; None for a zero mean.
+
+    Returns
+    -------
+    system : FoldInSystem
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._core.solvers import system_with_prior
+    >>> system = system_with_prior(np.eye(2), np.eye(2), 2 * np.eye(2), np.ones(2))
+    >>> system.M
+    array([[3., 0.],
+           [0., 3.]])
+    >>> system.m
+    array([2., 2.])
+    """
     m = None
     if prior_precision is not None:
         M = M + prior_precision
         if prior_mean is not None:
             m = prior_precision @ prior_mean
-    return fold_in_system(Y, M, m)
+    return fold_in_system(rows, M, m)
 
 
 def implicit_system(
@@ -431,14 +467,8 @@ def solve_users(
             out[rows[use_direct]] = np.linalg.solve(A, rhs[:, :, None])[:, :, 0]
 
     batches = list(_padded_batches(indptr, max_batch_elements))
-    workers = min(n_jobs or 1, len(batches))
-    if workers <= 1:
-        for batch in batches:
-            solve_batch(batch)
-    else:
-        # batches write disjoint rows; numpy releases the GIL in their matmuls and solves
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(solve_batch, batches))
+    # batches write disjoint rows; numpy releases the GIL in their matmuls and solves
+    run_threaded(solve_batch, batches, n_jobs or 1)
     return out
 
 

@@ -11,6 +11,7 @@ microseconds in a steady state such as a scoring service.
 import os
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from threadpoolctl import ThreadpoolController
 
@@ -138,3 +139,39 @@ def implicit_threads(n_jobs):
     (0, 1)
     """
     return 0 if n_jobs is None else effective_n_jobs(n_jobs)
+
+
+def run_threaded(func, tasks, n_workers):
+    """Call ``func`` on every task, on up to ``n_workers`` threads.
+
+    With one worker (or one task) the tasks run in order in the calling thread,
+    without a pool. The tasks must be independent (e.g. write disjoint rows of
+    one output array); their return values are dropped.
+
+    Parameters
+    ----------
+    func : callable
+        Called once per task, as ``func(task)``.
+    tasks : sequence
+        The tasks; ``len(tasks)`` caps the number of threads.
+    n_workers : int
+        The most threads to use (already resolved, e.g. by :func:`effective_n_jobs`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._core.threads import run_threaded
+    >>> out = np.zeros(4)
+    >>> def fill(i):
+    ...     out[i] = i * i
+    >>> run_threaded(fill, range(4), n_workers=2)
+    >>> out
+    array([0., 1., 4., 9.])
+    """
+    n_workers = min(n_workers, len(tasks))
+    if n_workers <= 1:
+        for task in tasks:
+            func(task)
+    else:
+        with ThreadPoolExecutor(n_workers) as pool:
+            list(pool.map(func, tasks))

@@ -8,12 +8,10 @@ both GEMM and argpartition, so blocks overlap on several cores, and each block
 is small enough that memory stays bounded whatever the number of users.
 """
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from .csr import lookup
-from .threads import blas_limits, effective_n_jobs
+from .threads import blas_limits, effective_n_jobs, run_threaded
 from .validation import check_item_indices, check_k
 
 #: bytes of float32 scores one block may hold
@@ -156,15 +154,9 @@ def chunked_topk(
             S[:, exclude] = -np.inf
         ids[start:stop], scores[start:stop] = _select_block(S, k)
 
-    workers = min(effective_n_jobs(n_jobs), len(starts))
     # n_jobs counts every thread: each worker runs single-threaded BLAS
     with blas_limits(1):
-        if workers <= 1:
-            for start in starts:
-                run(start)
-        else:
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(run, starts))
+        run_threaded(run, starts, effective_n_jobs(n_jobs))
     return ids, scores
 
 

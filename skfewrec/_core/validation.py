@@ -227,8 +227,27 @@ def _check_real_dtype(dtype, name):
         )
 
 
-def check_k(k, n_items, *, name="k"):
+def check_k(k, n_items, *, name="k", or_none=False, too_large=None):
     """Check a top-k size against the number of rankable items.
+
+    Parameters
+    ----------
+    k : int
+        The size to check.
+    n_items : int
+        The largest allowed ``k``.
+    name : str, default="k"
+        The parameter's name in the messages.
+    or_none : bool, default=False
+        Whether the caller also accepts None (resolved before this check); only
+        changes the message of the type error.
+    too_large : str, default=None
+        The message when ``k > n_items``, formatted with ``name``, ``k`` and
+        ``limit``; None for a message about the items that can be recommended.
+
+    Returns
+    -------
+    k : int
 
     Examples
     --------
@@ -237,14 +256,17 @@ def check_k(k, n_items, *, name="k"):
     5
     """
     if isinstance(k, bool) or not isinstance(k, Integral):
-        raise TypeError(f"{name} must be an integer >= 1, got {k!r} of type {type(k).__name__}.")
+        expected = "an integer >= 1 or None" if or_none else "an integer >= 1"
+        raise TypeError(f"{name} must be {expected}, got {k!r} of type {type(k).__name__}.")
     if k < 1:
         raise ValueError(f"{name} must be >= 1, got {k}.")
     if k > n_items:
-        raise ValueError(
-            f"{name}={k} is larger than the {n_items} items that can be recommended; "
-            f"ask for at most {n_items} (or widen the `items` allow-list)."
-        )
+        if too_large is None:
+            too_large = (
+                "{name}={k} is larger than the {limit} items that can be recommended; "
+                "ask for at most {limit} (or widen the `items` allow-list)."
+            )
+        raise ValueError(too_large.format(name=name, k=k, limit=n_items))
     return int(k)
 
 

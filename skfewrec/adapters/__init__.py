@@ -2,5 +2,6 @@
 
 from ._closed_form import ClosedFormFoldIn
 from ._gradient import GradientFoldIn
+from ._item_prior import NewItemRecommender
 
-__all__ = ["ClosedFormFoldIn", "GradientFoldIn"]
+__all__ = ["ClosedFormFoldIn", "GradientFoldIn", "NewItemRecommender"]

@@ -433,8 +433,10 @@ class GradientFoldIn(DerivedCachesMixin, FactorRecommenderMixin, TransformerMixi
                 U[rows] = X0[rows]
                 return
             S = self._support(X, rows, width, coefficients)
-            steps = stepper.user_steps(log_steps, self.step_size_exponents_, S.count)
             obj = self._objective_for(X, rows)
+            steps = stepper.stable(
+                stepper.user_steps(log_steps, self.step_size_exponents_, S.count), S, obj
+            )
             U[rows] = stepper.run(X0[rows], S, obj, self.negatives_, self._neg_factors, steps)
 
         batches = list(_padded_batches(X.indptr, budget))

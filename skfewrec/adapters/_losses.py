@@ -179,6 +179,18 @@ class WMSE:
         self.gram = gram  # (Y^T Y + ridge) / n_items, float32
         self.n_items = np.float32(n_items)
         self.extra = extra_ridge  # per-user extra ridge / n_items (Spark), or None
+        self._gram_norm = float(np.linalg.eigvalsh(gram.astype(np.float64)).max(initial=0.0))
+
+    def curvature_bound(self, S):
+        """An upper bound of each user's largest Hessian eigenvalue, (b,).
+
+        ``H = gram + extra + sum_i d_i y_i y_i^T / n``: its norm is at most the
+        gram's plus ``sum_i max(d_i, 0) |y_i|^2 / n``. Large confidences make it
+        large, and fixed step sizes would then diverge (see ``Stepper.stable``).
+        """
+        shots = (np.maximum(S.d, 0) * np.einsum("bkf,bkf->bk", S.P, S.P)).sum(axis=1)
+        bound = self._gram_norm + shots.astype(np.float64) / float(self.n_items)
+        return bound if self.extra is None else bound + self.extra
 
     def _quad(self, x):
         q = x @ self.gram

@@ -77,6 +77,24 @@ class Stepper:
         log_a = log_steps[:, None, :] + exponents[:, None, :] * ell[None, :, None]
         return np.exp(log_a).astype(np.float32)
 
+    def stable(self, step_sizes, S, obj):
+        """``step_sizes`` (T, b, f), shrunk per user where they would diverge.
+
+        Gradient descent on a quadratic with Hessian ``H`` (plus the ``l2`` pull)
+        converges only while ``step * lambda_max(H + l2 I) < 2``. A loss with
+        unbounded curvature (the weighted squared error with a huge confidence)
+        reports a bound of ``lambda_max``; a user's steps are scaled down to stay
+        at 1.9 of it. Bounded losses (BPR, logistic) are left as they are;
+        :func:`meta_gradient` differentiates through the shrinking.
+        """
+        bound = getattr(obj, "curvature_bound", None)
+        if bound is None:
+            return step_sizes
+        limit = 1.9 / (bound(S) + self.l2)  # (b,)
+        largest = step_sizes.max(axis=2)  # (T, b)
+        scale = np.minimum(1.0, limit[None, :] / np.maximum(largest, 1e-30))
+        return (step_sizes * scale[:, :, None]).astype(np.float32)
+
     def run(self, x0, S, obj, negatives, neg_factors, step_sizes, keep=False):
         """Run the gradient steps from x0; with keep, also return what backprop needs."""
         x = x0.copy()
@@ -98,8 +116,9 @@ class Stepper:
         if x0 is None:
             theta = params["theta"].astype(np.float32)
             x0 = np.broadcast_to(theta, (episode.support.idx.shape[0], theta.size)).copy()
-        steps = self.user_steps(params["log_steps"], params["exponents"], episode.support.count)
         support, objective = episode.support, episode.objective
+        steps = self.user_steps(params["log_steps"], params["exponents"], support.count)
+        steps = self.stable(steps, support, objective)
         result = self.run(x0, support, objective, negatives, self.Yp[negatives], steps, keep)
         return x0, steps, result
 
@@ -238,10 +257,18 @@ def meta_gradient(episode, params, negatives, stepper, second_order=True):
     g_log_steps = np.zeros(params["log_steps"].shape)
     g_exponents = np.zeros(params["exponents"].shape)
     a_x0 = np.zeros_like(x0)
+    # where Stepper.stable shrank a user's steps to c / max_j(a_j) * a, a step's
+    # derivative by log a_k also flows through the largest one, j*
+    raw = stepper.user_steps(params["log_steps"], params["exponents"], support.count)
+    shrunk = steps.max(axis=2) < raw.max(axis=2) * (1 - 1e-6)  # (T, b)
+    largest = raw.argmax(axis=2)  # (T, b)
     for s in range(steps.shape[0] - 1, -1, -1):
         g_s, N_s, cache = trace[s]
         # through steps = exp(log_steps + exponents * log n)
         d_log = -(a * g_s) * steps[s]
+        users = np.flatnonzero(shrunk[s])
+        if users.size:
+            d_log[users, largest[s, users]] -= d_log[users].sum(axis=1)
         g_log_steps[s] = d_log.sum(axis=0)
         g_exponents[s] = (d_log * ell).sum(axis=0)
         if second_order:

@@ -120,9 +120,14 @@ def _make_bunch(
         f"(min_rating={min_rating!r}, binarize={binarize}); timestamps: "
         f"{'unix seconds' if has_time else 'none'}."
     )
+    return _dataset(X, T, user_ids, item_ids, item_features, user_features, frame, descr)
+
+
+def _dataset(X, timestamps, user_ids, item_ids, item_features, user_features, frame, descr):
+    """The Bunch every dataset function returns (loaders and generators alike)."""
     return Bunch(
         X=X,
-        timestamps=T,
+        timestamps=timestamps,
         user_ids=user_ids,
         item_ids=item_ids,
         item_features=item_features,

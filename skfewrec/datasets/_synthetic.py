@@ -5,7 +5,9 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.utils import Bunch, check_random_state
+from sklearn.utils import check_random_state
+
+from ._base import _dataset
 
 # Strength of taste against popularity in the item logits (per standardised unit).
 _TASTE = 2.5
@@ -227,16 +229,7 @@ def make_interactions(
         f"random_state={random_state!r}): taste clusters times Zipf-like item popularity. "
         f"{n_users} users, {n_items} items, {X.nnz} interactions (counts)."
     )
-    return Bunch(
-        X=X,
-        timestamps=timestamps,
-        user_ids=user_ids,
-        item_ids=item_ids,
-        item_features=item_features,
-        user_features=user_features,
-        frame=frame,
-        DESCR=descr,
-    )
+    return _dataset(X, timestamps, user_ids, item_ids, item_features, user_features, frame, descr)
 
 
 class _Sampler:

@@ -8,6 +8,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from .._core.compat import Interval, _fit_context, check_is_fitted, validate_data
 from .._core.validation import check_interactions
+from ..base import SparseFloat32TransformerMixin
 
 
 def _with_data(X, data):
@@ -21,7 +22,7 @@ def _with_data(X, data):
     return out
 
 
-class _BaseWeighting(TransformerMixin, BaseEstimator):
+class _BaseWeighting(SparseFloat32TransformerMixin, TransformerMixin, BaseEstimator):
     """Shared input validation and tags of the weighting transformers."""
 
     def _check_X(self, X, *, reset):
@@ -36,13 +37,6 @@ class _BaseWeighting(TransformerMixin, BaseEstimator):
             reset=reset,
         )
         return check_interactions(X)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.input_tags.positive_only = True
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        return tags
 
 
 class LogConfidence(_BaseWeighting):

@@ -14,7 +14,7 @@ from .._core.compat import HasMethods, Interval, _fit_context, check_is_fitted
 from .._core.csr import lookup, sample_episodes
 from .._core.threads import blas_limits, effective_n_jobs
 from .._core.topk import chunked_topk, restrict_items
-from .._core.validation import check_k
+from .._core.validation import check_flag, check_k
 from ..base import DerivedCachesMixin, RecommenderMixin, validate_interactions
 from ._features import FeatureBuilder
 from ._tables import UserTable, encode_item_table
@@ -660,6 +660,7 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
             The ranker's scores (items beyond the candidates score lower);
             -inf for empty slots.
         """
+        filter_seen = check_flag(filter_seen, "filter_seen")
         X = self._validate_users(X)
         user_values = self._user_values(user_features, X.shape[0])
         columns, _, _ = restrict_items(None, items, exclude, X.shape[1])
