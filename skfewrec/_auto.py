@@ -545,6 +545,34 @@ def choose_als_settings(
     return settings, report
 
 
+#: the parameters that may be "auto"
+AUTO_PARAMS = ("regularization", "confidence_scale", "prior_strength", "shrinkage")
+
+
+def has_auto(estimator):
+    """Whether an (unfitted) adapter would choose any setting at fit time.
+
+    True when one of its parameters, or its factor source's, is "auto", or when
+    it has no factor source (its default one is "auto").
+
+    Examples
+    --------
+    >>> from skfewrec import ALSFactors, ClosedFormFoldIn
+    >>> from skfewrec._auto import has_auto
+    >>> has_auto(ClosedFormFoldIn()), has_auto(ClosedFormFoldIn(
+    ...     ALSFactors(regularization=1.0, confidence_scale=1.0),
+    ...     prior_strength=1.0, shrinkage=0.0))
+    (True, False)
+    """
+    params = estimator.get_params(deep=True)
+    if "factors" in params and params["factors"] is None:
+        return True
+    return any(
+        isinstance(value, str) and value == "auto" and key.split("__")[-1] in AUTO_PARAMS
+        for key, value in params.items()
+    )
+
+
 def fix_auto_settings(template, fitted):
     """A clone of an adapter with every "auto" setting fixed to what ``fitted`` chose.
 

@@ -556,7 +556,9 @@ def _defaults():
     """The library's own defaults: the command line uses the same, defined once."""
     from .. import ALSFactors, ClosedFormFoldIn
 
-    return {**ALSFactors().get_params(), **ClosedFormFoldIn().get_params()}
+    # the adapter's own regularization/confidence_scale are overrides (None): the
+    # factors' settings are the ones the command line sets
+    return {**ClosedFormFoldIn().get_params(), **ALSFactors().get_params()}
 
 
 def _existing(text):

@@ -300,16 +300,19 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
 
     def _fit_adapter(self, X):
         """A fresh candidate adapter fitted on ``X`` (a fold's users, or all)."""
-        return clone(self._candidate_template()).fit(X)
+        template = getattr(self, "_fixed_template", None)
+        return clone(self._candidate_template() if template is None else template).fit(X)
 
-    def _fold_adapters(self, X):
-        """The adapter fitted on all of ``X``, and the template of the folds' adapters:
-        the same with its "auto" settings fixed to what that fit chose (the search
-        runs once, not once per fold)."""
-        from .._auto import fix_auto_settings
+    def _fixed_settings(self, X):
+        """The candidate template with its "auto" settings fixed to what a fit on all
+        warm users chooses: the search runs once, not once per fold (the settings,
+        not any fitted parameter, are shared by the folds)."""
+        from .._auto import fix_auto_settings, has_auto
 
-        fitted = self._fit_adapter(X)
-        return fitted, fix_auto_settings(self._candidate_template(), fitted)
+        template = self._candidate_template()
+        if not has_auto(template):
+            return template
+        return fix_auto_settings(template, clone(template).fit(X))
 
     def _warn_if_frozen(self):
         template = self._candidate_template()
@@ -380,11 +383,10 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
         self._warn_if_frozen()
 
         rng = check_random_state(self.random_state)
-        self.candidates_, fold_template = self._fold_adapters(X)
+        self._fixed_template = self._fixed_settings(X)
         parts, builder = self._episodes(
             X,
             rng,
-            fold_template,
             times=times,
             threshold=threshold,
             item_side=item_side,
@@ -397,6 +399,9 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
             if n_val >= 1:
                 in_validation[rng.choice(n_users, n_val, replace=False)] = True
         self._train_ranker(parts, in_validation, builder, rng, n_users, n_items)
+
+        self.candidates_ = self._fit_adapter(X)
+        del self._fixed_template
         self.warm_statistics_ = warm_statistics(X, times=times, recent_threshold=threshold)
         if item_side is None:
             self.item_side_ = self.item_side_names_ = self.item_side_categorical_ = None
@@ -416,7 +421,6 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
         self,
         X,
         rng,
-        template,
         *,
         times=None,
         threshold=None,
@@ -427,8 +431,8 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
         """Cross-fitted training episodes: features and labels, fold by fold.
 
         The users of fold k are split into shots and held-back items; their
-        candidates and features come from an adapter (a clone of ``template``)
-        and warm statistics fitted on the other folds only.
+        candidates and features come from an adapter and warm statistics fitted
+        on the other folds only.
 
         Returns
         -------
@@ -447,7 +451,7 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
         for k in range(self.cv):
             test = np.flatnonzero(fold == k)
             train = np.flatnonzero(fold != k)
-            adapter = clone(template).fit(X[train])
+            adapter = self._fit_adapter(X[train])
             stats = warm_statistics(
                 X[train],
                 times=None if times is None else times[train],
