@@ -567,51 +567,28 @@ def _existing(text):
     return text
 
 
+#: the model options: (flag, parameter, type, what it is); defaults come from the library
+_MODEL_OPTIONS = (
+    ("--n-components", "n_components", _positive_int, "latent factors"),
+    ("--regularization", "regularization", _auto_or_nonneg_float, "ALS ridge lambda"),
+    ("--confidence-scale", "confidence_scale", _auto_or_nonneg_float, "confidence = scale * value"),
+    ("--max-iter", "max_iter", _positive_int, "ALS sweeps"),
+    ("--prior-strength", "prior_strength", _auto_or_nonneg_float, "weight of the prior"),
+    ("--shrinkage", "shrinkage", _auto_or_nonneg_float, "pull toward the shots' co-users"),
+)
+
+
 def _model_options(p):
     d = _defaults()
-    auto = "; auto: chosen on the warm users"
     g = p.add_argument_group("model")
-    g.add_argument(
-        "--n-components",
-        type=_positive_int,
-        default=d["n_components"],
-        help=f"latent factors ({d['n_components']})",
-    )
-    g.add_argument(
-        "--regularization",
-        type=_auto_or_nonneg_float,
-        default=d["regularization"],
-        help=f"ALS ridge lambda, a number or auto ({d['regularization']}{auto})",
-    )
-    g.add_argument(
-        "--confidence-scale",
-        type=_auto_or_nonneg_float,
-        default=d["confidence_scale"],
-        help=f"confidence = scale * value, or auto ({d['confidence_scale']})",
-    )
-    g.add_argument(
-        "--max-iter",
-        type=_positive_int,
-        default=d["max_iter"],
-        help=f"ALS sweeps ({d['max_iter']})",
-    )
+    for flag, name, kind, what in _MODEL_OPTIONS:
+        auto = ", a number or auto: chosen on the warm users" if d[name] == "auto" else ""
+        g.add_argument(flag, type=kind, default=d[name], help=f"{what} ({d[name]}{auto})")
     g.add_argument(
         "--prior",
         choices=("none", "mean", "gaussian"),
         default=d["prior"],
         help=f"prior of the fold-in ({d['prior']})",
-    )
-    g.add_argument(
-        "--prior-strength",
-        type=_auto_or_nonneg_float,
-        default=d["prior_strength"],
-        help=f"weight of the prior, a number or auto ({d['prior_strength']}{auto})",
-    )
-    g.add_argument(
-        "--shrinkage",
-        type=_auto_or_nonneg_float,
-        default=d["shrinkage"],
-        help=f"pull toward the shots' co-users, a number or auto ({d['shrinkage']}{auto})",
     )
     g.add_argument("--random-state", type=int, default=0, help="seed (0)")
     g.add_argument(
