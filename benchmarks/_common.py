@@ -15,6 +15,8 @@ def load_dataset(spec, *, random_state=0):
     """Interactions for a benchmark: a MovieLens/Last.fm folder, or "synthetic[:USERSxITEMS]".
 
     MovieLens ratings >= 4 are the implicit positives (binarised), the usual choice.
+    A folder holding ``train.txt`` (the NGCF/LightGCN layout, e.g. Gowalla) is read
+    whole: its train, valid and test files together, binary.
     Returns ``(name, Bunch)``.
     """
     from skfewrec.datasets import load_movielens, make_interactions
@@ -25,7 +27,42 @@ def load_dataset(spec, *, random_state=0):
             users, items = (int(v) for v in spec.split(":", 1)[1].lower().split("x"))
         return spec, make_interactions(n_users=users, n_items=items, random_state=random_state)
     path = Path(spec)
+    if (path / "train.txt").exists():
+        return path.name, load_user_item_lists(path)
     return path.name, load_movielens(path, min_rating=4, binarize=True)
+
+
+def load_user_item_lists(path):
+    """Binary interactions from ``{train,valid,test}.txt``, one ``user item item ...`` a line.
+
+    The layout of the NGCF/LightGCN releases (0-based ids); the files together are
+    the whole data set. Returns a Bunch with ``X`` (CSR, float32 ones) and no side
+    tables, like the MovieLens loader's.
+    """
+    import scipy.sparse as sp
+    from sklearn.utils import Bunch
+
+    users, items = [], []
+    for part in ("train", "valid", "test"):
+        file = Path(path) / f"{part}.txt"
+        if not file.exists():
+            continue
+        for line in file.read_text().split("\n"):
+            ids = line.split()
+            if len(ids) > 1:
+                row = np.asarray(ids, dtype=np.int64)
+                users.append(np.full(row.size - 1, row[0]))
+                items.append(row[1:])
+    users, items = np.concatenate(users), np.concatenate(items)
+    X = sp.csr_matrix(
+        (np.ones(users.size, dtype=np.float32), (users, items)),
+        shape=(users.max() + 1, items.max() + 1),
+    )
+    X.sum_duplicates()
+    X.data[:] = 1.0
+    keep = np.diff(X.indptr) > 0
+    X = X[keep][:, np.bincount(X.indices, minlength=X.shape[1]) > 0].tocsr()
+    return Bunch(X=X, timestamps=None, item_features=None, user_features=None)
 
 
 def machine():

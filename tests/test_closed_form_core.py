@@ -86,7 +86,8 @@ def test_prior_solve_matches_the_naive_map(factors, users):
 @pytest.mark.parametrize("solver", ["woodbury", "direct", "auto"])
 def test_matches_implicit_recalculate_user(factors, users, solver):
     als = ALSFactors.from_arrays(factors, regularization=0.05, confidence_scale=4.0)
-    ours = ClosedFormFoldIn(FrozenEstimator(als), solver=solver).fit(users).transform(users)
+    ours = ClosedFormFoldIn(FrozenEstimator(als), prior="none", solver=solver)
+    ours = ours.fit(users).transform(users)
     theirs = als.to_implicit().recalculate_user(np.arange(users.shape[0]), users)
     # a user without shots gets the warm mean here, 0 in implicit: compare the others
     has = users.getnnz(axis=1) > 0
@@ -117,7 +118,8 @@ def test_from_arrays_rejects_bad_factors():
 
 
 def test_zero_shot_users_get_the_warm_mean_not_nan(small_interactions):
-    rec = ClosedFormFoldIn(ALSFactors(n_components=8, random_state=0)).fit(small_interactions)
+    rec = ClosedFormFoldIn(ALSFactors(n_components=8, random_state=0), prior="none")
+    rec.fit(small_interactions)
     empty = sp.csr_matrix((2, small_interactions.shape[1]))
     U = rec.transform(empty)
     np.testing.assert_allclose(U, np.tile(rec.mean_, (2, 1)), rtol=1e-5)
@@ -161,7 +163,8 @@ def test_same_answers_as_implicit_on_ml100k(ml100k_path):
         n_components=32, regularization=1.0, confidence_scale=10.0, random_state=0
     ).fit(X_warm)
     S, _ = support_query_split(X_new, 5, random_state=0)
-    ours = ClosedFormFoldIn(factors=FrozenEstimator(als)).fit(X_warm).transform(S)
+    ours = ClosedFormFoldIn(factors=FrozenEstimator(als), prior="none")
+    ours = ours.fit(X_warm).transform(S)
     theirs = ImplicitFoldIn(factors=FrozenEstimator(als)).fit(X_warm).transform(S)
     assert relative_error(ours, naive_foldin(als.item_factors_, S, 1.0, 10.0)) < EXACT
     assert relative_error(ours, theirs) < AS_IMPLICIT

@@ -163,7 +163,7 @@ def test_the_steps_lower_the_loss_on_the_shots(factors, data, loss):
 def test_wmse_steps_converge_to_the_plain_closed_form(factors, data):
     warm, new = data
     S = shots(new, 4)
-    exact = ClosedFormFoldIn(factors).fit(warm).transform(S)
+    exact = ClosedFormFoldIn(factors, prior="none").fit(warm).transform(S)
     est = fast(
         factors, loss="wmse", init="zero", meta_algorithm=None, l2=0.0, n_steps=600,
         learning_rate=1.0,
@@ -178,7 +178,7 @@ def test_spark_convention_wmse_converges_to_its_closed_form(data):
         ALSFactors.from_arrays(Y, regularization=0.05, confidence_scale=2.0, convention="spark")
     )
     S = shots(new, 4)
-    exact = ClosedFormFoldIn(spark).fit(warm).transform(S)
+    exact = ClosedFormFoldIn(spark, prior="none").fit(warm).transform(S)
     est = fast(
         spark, loss="wmse", init="zero", meta_algorithm=None, l2=0.0, n_steps=600,
         learning_rate=1.0,
@@ -200,7 +200,7 @@ def test_users_without_shots_get_the_start(factors, data, init):
     expected = {
         "zero": np.zeros(F),
         "mean": est.mean_,
-        "closed_form": ClosedFormFoldIn(factors, prior="gaussian")
+        "closed_form": ClosedFormFoldIn(factors, prior="gaussian", prior_strength=1.0)
         .fit(warm)
         .transform(S[:1] * 0)[0],
     }
@@ -365,7 +365,7 @@ def test_other_meta_algorithms_learn_the_start(factors, data, meta_algorithm):
 def test_closed_form_start_meta_learns_the_step_sizes_only(factors, data):
     warm, _ = data
     est = fast(factors, init="closed_form", validation_fraction=0.0).fit(warm)
-    start = ClosedFormFoldIn(factors, prior="gaussian").fit(warm)
+    start = ClosedFormFoldIn(factors, prior="gaussian", prior_strength=1.0).fit(warm)
     np.testing.assert_allclose(
         est.init_, start.transform(sp.csr_matrix((1, warm.shape[1])))[0], rtol=1e-5, atol=1e-6
     )

@@ -69,7 +69,7 @@ def test_add_items_is_the_exact_item_half_step(factors, split):
 
 def test_new_users_are_folded_in_against_the_grown_catalogue(factors, split, small_interactions):
     old, new = split
-    rec = ClosedFormFoldIn(FrozenEstimator(factors)).fit(old).add_items(new)
+    rec = ClosedFormFoldIn(FrozenEstimator(factors), prior="none").fit(old).add_items(new)
     S = small_interactions[250:]
     Y = rec.item_factors_.astype(np.float64)
     # a new user's system now counts the new items in Y^T Y
@@ -234,7 +234,7 @@ def test_the_adapter_reads_its_items_from_its_factor_source(factors, split, smal
     assert rec.factors_.item_factors_.shape == (120, F)
     assert np.shares_memory(rec.item_factors_, rec.factors_.item_factors_)
     # the adapter's fold-in and its grown source's agree over the 120 items
-    plain = ClosedFormFoldIn(FrozenEstimator(factors)).fit(old).add_items(new)
+    plain = ClosedFormFoldIn(FrozenEstimator(factors), prior="none").fit(old).add_items(new)
     S = small_interactions[250:]
     S = S[S.getnnz(axis=1) > 0]
     np.testing.assert_allclose(

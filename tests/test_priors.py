@@ -161,7 +161,7 @@ def test_prior_strength_interpolates_between_plain_and_the_mean(
     factors, small_interactions, new_users
 ):
     X = small_interactions[:250]
-    plain = ClosedFormFoldIn(FrozenEstimator(factors)).fit(X).transform(new_users)
+    plain = ClosedFormFoldIn(FrozenEstimator(factors), prior="none").fit(X).transform(new_users)
     zero = ClosedFormFoldIn(FrozenEstimator(factors), prior="gaussian", prior_strength=0.0)
     np.testing.assert_allclose(zero.fit(X).transform(new_users), plain, rtol=1e-4, atol=1e-5)
     strong = ClosedFormFoldIn(FrozenEstimator(factors), prior="mean", prior_strength=1e6).fit(X)
@@ -221,7 +221,7 @@ def test_prior_survives_a_pickle_free_round_trip(
 
 def test_unknown_items_are_those_the_factors_never_saw(factors, small_interactions):
     """Prefit factors know every item they were trained on, whatever X ``fit`` gets."""
-    rec = ClosedFormFoldIn(FrozenEstimator(factors)).fit(small_interactions[:2])
+    rec = ClosedFormFoldIn(FrozenEstimator(factors), prior="none").fit(small_interactions[:2])
     np.testing.assert_array_equal(rec.item_counts_, factors.item_counts_)
     S = small_interactions[250:]
     np.testing.assert_allclose(rec.transform(S), factors.transform(S), rtol=1e-5, atol=1e-6)

@@ -23,9 +23,17 @@ from skfewrec.rerank._warm import pruned_cooccurrence, warm_statistics
 
 
 def _adapter(n_components=8, **kwargs):
-    return ClosedFormFoldIn(
-        factors=ALSFactors(n_components=n_components, max_iter=5, random_state=0), **kwargs
+    # fixed settings (the 0.1.0 defaults): these tests are about the re-ranker, and their
+    # thresholds were set over this adapter, not over the "auto" defaults
+    factors = ALSFactors(
+        n_components=n_components,
+        regularization=0.01,
+        confidence_scale=1.0,
+        max_iter=5,
+        random_state=0,
     )
+    fixed = {"prior": "none", "prior_strength": 1.0, "shrinkage": 0.0}
+    return ClosedFormFoldIn(factors=factors, **{**fixed, **kwargs})
 
 
 def _reranker(**kwargs):

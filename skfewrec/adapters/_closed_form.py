@@ -5,11 +5,14 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
 
+from .._auto import item_conditional_means, shrink_to_support
 from .._core.compat import HasMethods, Interval, StrOptions, _fit_context
 from .._core.conventions import CONVENTIONS
 from .._core.csr import select_entries
 from .._core.threads import blas_limits, effective_n_jobs
+from .._core.validation import check_interactions
 from ..base import (
     DerivedCachesMixin,
     FactorRecommenderMixin,
@@ -88,13 +91,23 @@ class ClosedFormFoldIn(
     confidence_scale : float, default=None
         ``c = confidence_scale * x``; None uses the factors' own. Must be None
         for ``objective="explicit"`` (ratings are not confidences).
-    prior : {"none", "mean", "gaussian"}, default="none"
+    prior : {"none", "mean", "gaussian"}, default="gaussian"
         "none": plain iALS (identical to implicit's ``recalculate_user``) or plain
         ridge; "mean": shrink toward the warm users' mean vector; "gaussian": the
         empirical-Bayes MAP with the warm users' mean and covariance.
-    prior_strength : float, default=1.0
+    prior_strength : float or "auto", default="auto"
         ``s`` above; ignored for ``prior="none"``. 1 weighs the prior as one
         warm user's spread; larger trusts the population more, smaller the shots.
+        "auto" chooses it on simulated few-shot episodes of held-out warm users
+        (see the "Defaults" page); 1 for ``objective="explicit"``.
+    shrinkage : float or "auto", default="auto"
+        ``kappa`` of the support shrinkage: for ranking (``recommend``,
+        ``decision_function``), a user's vector is pulled toward the mean vector
+        of the warm users who share their shots (``item_means_``) with weight
+        ``kappa / (kappa + n_shots)``, so a 1-shot user mostly gets what the users
+        who took that item have in common; ``transform`` returns the exact solve,
+        unshrunk. 0 turns it off. "auto" chooses it with ``prior_strength``; 0 for
+        ``objective="explicit"``.
     objective : {"implicit", "explicit"}, default="implicit"
         "implicit": values are confidences (counts, clicks); "explicit": values
         are ratings, fitted by biased ridge regression on the rated items only.
@@ -115,12 +128,25 @@ class ClosedFormFoldIn(
         Seeds the factor source that ``fit`` trains: the default one, and a
         passed unfitted one (whose own ``random_state`` it then replaces, as
         scikit-learn's ensembles do). None keeps a passed source's own seed. A
-        frozen source is never refitted, so it is unaffected.
+        frozen source is never refitted, so it is unaffected. Also seeds the
+        hold-out of the "auto" choices.
 
     Attributes
     ----------
     factors_ : ALSFactors or ExplicitALSFactors
         The fitted factor source.
+    prior_strength_ : float
+        The prior strength in use (the chosen one for "auto").
+    shrinkage_ : float
+        The support shrinkage in use (the chosen one for "auto").
+    item_means_ : ndarray of shape (n_items, n_components), float32, or None
+        Each item's mean warm-user vector (the target of the support
+        shrinkage); None for ``objective="explicit"``.
+    auto_report_ : dict or None
+        How "auto" chose ``prior_strength_`` and ``shrinkage_``: taken from the
+        factor source's own search (``factors_.auto_report_``) when it scored this
+        very adapter, otherwise measured here on held-out warm users; None when
+        nothing was "auto".
     regularization_ : float
         The ridge in use.
     confidence_scale_ : float or None
@@ -192,7 +218,8 @@ class ClosedFormFoldIn(
         "regularization": [Interval(Real, 0, None, closed="left"), None],
         "confidence_scale": [Interval(Real, 0, None, closed="neither"), None],
         "prior": [StrOptions({"none", "mean", "gaussian"})],
-        "prior_strength": [Interval(Real, 0, None, closed="left")],
+        "prior_strength": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
+        "shrinkage": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "objective": [StrOptions({"implicit", "explicit"})],
         "rating_scale": [tuple, list, None],
         "solver": [StrOptions({"auto", "woodbury", "direct"})],
@@ -207,8 +234,9 @@ class ClosedFormFoldIn(
         *,
         regularization=None,
         confidence_scale=None,
-        prior="none",
-        prior_strength=1.0,
+        prior="gaussian",
+        prior_strength="auto",
+        shrinkage="auto",
         objective="implicit",
         rating_scale=None,
         solver="auto",
@@ -221,6 +249,7 @@ class ClosedFormFoldIn(
         self.confidence_scale = confidence_scale
         self.prior = prior
         self.prior_strength = prior_strength
+        self.shrinkage = shrinkage
         self.objective = objective
         self.rating_scale = rating_scale
         self.solver = solver
@@ -274,14 +303,104 @@ class ClosedFormFoldIn(
         with blas_limits(1):
             warm = self._solve(X, self._make_system(None, None))
         self.mean_, self.covariance_ = warm_prior(warm)
+        implicit = self.objective == "implicit"
+        self.item_means_ = item_conditional_means(X, warm) if implicit else None
+        self.prior_strength_, self.shrinkage_, self.auto_report_ = self._choose_prior(X)
         self._rebuild()
         return self
+
+    def _choose_prior(self, X):
+        """``prior_strength_``, ``shrinkage_`` and how they were chosen."""
+        given = {"prior_strength": self.prior_strength, "shrinkage": self.shrinkage}
+        auto = [k for k, v in given.items() if isinstance(v, str)]
+        if not auto:
+            return float(self.prior_strength), float(self.shrinkage), None
+        chosen = {k: v for k, v in given.items() if k not in auto}
+        if self.objective == "explicit":
+            chosen = {"prior_strength": 1.0, "shrinkage": 0.0, **chosen}
+            report = {"fallback": "explicit ratings: prior_strength 1, shrinkage 0"}
+            return chosen["prior_strength"], chosen["shrinkage"], report
+        searched = getattr(self.factors_, "auto_report_", None)
+        if self._scored_by(searched):
+            # the factors' own search scored this very adapter on held-out warm users
+            chosen = {**{k: searched["settings"][k] for k in auto}, **chosen}
+            report = {"source": "factors_.auto_report_", "settings": dict(chosen)}
+        else:
+            chosen, report = self._measure_prior(X, given, chosen)
+        return float(chosen["prior_strength"]), float(chosen["shrinkage"]), report
+
+    def _scored_by(self, searched):
+        """Whether a factor source's search scored this adapter's settings."""
+        return (
+            searched is not None
+            and "settings" in searched
+            and "fallback" not in searched
+            and self.prior == "gaussian"
+            and self.regularization is None
+            and self.confidence_scale is None
+            and self.convention is None
+        )
+
+    def _measure_prior(self, X, given, fixed):
+        """Choose the "auto" values on held-out warm users (a factor refit on the rest,
+        unless the factors are prefit: then they may have seen the held-out rows)."""
+        from sklearn.base import clone
+        from sklearn.frozen import FrozenEstimator
+
+        from .._auto import SHRINKAGES, STRENGTHS, choose_prior, holdout_users
+
+        rng = check_random_state(self.random_state)
+        X_fit, X_val = holdout_users(X, random_state=rng)
+        if isinstance(self.factors, FrozenEstimator):
+            factors = self.factors
+        else:
+            source = clone(self.factors_).set_params(
+                regularization=self.factors_.regularization_,
+                confidence_scale=self.factors_.confidence_scale_,
+            )
+            factors = FrozenEstimator(source.fit(X_fit))
+        adapter = clone(self).set_params(factors=factors, prior_strength=1.0, shrinkage=0.0)
+        strengths = (
+            STRENGTHS
+            if given["prior_strength"] == "auto" and self.prior != "none"
+            else (fixed.get("prior_strength", 1.0),)
+        )
+        shrinkages = SHRINKAGES if given["shrinkage"] == "auto" else (fixed["shrinkage"],)
+        chosen, report = choose_prior(
+            adapter,
+            X_fit,
+            X_val,
+            strengths=strengths,
+            shrinkages=shrinkages,
+            n_jobs=effective_n_jobs(self.n_jobs),
+            random_state=int(rng.randint(np.iinfo(np.int32).max)),
+        )
+        report.update(source="measured", settings=dict(chosen), prefit=factors is self.factors)
+        return {**chosen, **fixed}, report
+
+    def add_items(self, X_new_items):
+        super().add_items(X_new_items)
+        if self.item_means_ is not None:
+            # the new items' means from the warm users who touched them (zero: unknown)
+            new = check_interactions(X_new_items, name="X_new_items")
+            warm = self.factors_.user_factors_
+            means = (
+                item_conditional_means(new, warm)
+                if warm.shape[0] == new.shape[0]
+                else np.zeros((new.shape[1], self.item_means_.shape[1]), dtype=np.float32)
+            )
+            self.item_means_ = np.vstack([self.item_means_, means])
+        return self
+
+    add_items.__doc__ = NewItemsMixin.add_items.__doc__
 
     def _blas_threads(self):
         return effective_n_jobs(self.n_jobs)
 
     def _prior_terms(self):
-        return prior_terms(self.prior, self.prior_strength, self.mean_, self.covariance_)
+        # models saved before "auto" existed hold only the parameter
+        strength = getattr(self, "prior_strength_", self.prior_strength)
+        return prior_terms(self.prior, strength, self.mean_, self.covariance_)
 
     def _make_system(self, precision, mean):
         return self.factors_.fold_in_system(
@@ -337,7 +456,12 @@ class ClosedFormFoldIn(
         return U.astype(np.float32)
 
     def _scoring_factors(self, X, columns):
-        return self.factors_.scoring_factors(self._user_vectors(X), columns)
+        # the ranking uses the shrunk vectors; transform stays the exact (MAP) solve
+        U = self._user_vectors(X)
+        shrinkage = getattr(self, "shrinkage_", 0.0)  # 0 for models saved before it
+        if shrinkage:
+            U = shrink_to_support(U, X, self.item_means_, shrinkage)
+        return self.factors_.scoring_factors(U, columns)
 
     @property
     def item_biases_(self):

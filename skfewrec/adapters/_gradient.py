@@ -321,8 +321,10 @@ class GradientFoldIn(DerivedCachesMixin, FactorRecommenderMixin, TransformerMixi
             self.factors, X, ALSFactors(random_state=self.random_state)
         )
         self.item_factors_ = np.ascontiguousarray(self.factors_.item_factors_, dtype=np.float32)
-        self.regularization_ = float(self.factors_.regularization)
-        self.confidence_scale_ = float(self.factors_.confidence_scale)
+        # the factors' settings as resolved at their fit ("auto" chooses them there)
+        settings = self.factors_.fold_in_params()
+        self.regularization_ = settings["regularization"]
+        self.confidence_scale_ = settings["confidence_scale"]
         self.convention_ = getattr(self.factors_, "convention_", "implicit")
         n_items, f = self.item_factors_.shape
 

@@ -183,21 +183,24 @@ def _build_model(kind, factors, args):
 
     prior = getattr(args, "prior", "gaussian")
     strength = args.prior_strength
+    adapter = {
+        "prior_strength": strength,
+        "shrinkage": getattr(args, "shrinkage", "auto"),
+        "n_jobs": args.n_jobs,
+        "random_state": args.random_state,
+    }
     if kind == "closed-form":
-        return ClosedFormFoldIn(
-            factors=factors, prior=prior, prior_strength=strength, n_jobs=args.n_jobs
-        )
+        return ClosedFormFoldIn(factors=factors, prior=prior, **adapter)
     if kind.startswith("closed-form-"):
-        return ClosedFormFoldIn(
-            factors=factors, prior=kind.split("-")[-1], prior_strength=strength, n_jobs=args.n_jobs
-        )
+        return ClosedFormFoldIn(factors=factors, prior=kind.split("-")[-1], **adapter)
     if kind == "gradient":
         from .. import GradientFoldIn
 
         return GradientFoldIn(
             factors=factors,
             prior=prior if prior != "none" else "gaussian",
-            prior_strength=strength,
+            # its strength only weighs the closed-form start: no "auto" there
+            **({} if strength == "auto" else {"prior_strength": strength}),
             random_state=args.random_state,
             n_jobs=args.n_jobs,
             show_progress=not args.quiet,
@@ -205,9 +208,7 @@ def _build_model(kind, factors, args):
     if kind == "rerank":
         from .. import LightGBMReranker
 
-        candidates = ClosedFormFoldIn(
-            factors=factors, prior=prior, prior_strength=strength, n_jobs=args.n_jobs
-        )
+        candidates = ClosedFormFoldIn(factors=factors, prior=prior, **adapter)
         return LightGBMReranker(
             candidates=candidates, random_state=args.random_state, n_jobs=args.n_jobs
         )
@@ -547,33 +548,47 @@ def _nonneg_float(text):
     return value
 
 
+def _auto_or_nonneg_float(text):
+    return "auto" if text == "auto" else _nonneg_float(text)
+
+
+def _defaults():
+    """The library's own defaults: the command line uses the same, defined once."""
+    from .. import ALSFactors, ClosedFormFoldIn
+
+    # the adapter's own regularization/confidence_scale are overrides (None): the
+    # factors' settings are the ones the command line sets
+    return {**ClosedFormFoldIn().get_params(), **ALSFactors().get_params()}
+
+
 def _existing(text):
     if not os.path.exists(text):
         raise argparse.ArgumentTypeError(f"{text!r} does not exist")
     return text
 
 
-def _model_options(p, *, default_prior):
+#: the model options: (flag, parameter, type, what it is); defaults come from the library
+_MODEL_OPTIONS = (
+    ("--n-components", "n_components", _positive_int, "latent factors"),
+    ("--regularization", "regularization", _auto_or_nonneg_float, "ALS ridge lambda"),
+    ("--confidence-scale", "confidence_scale", _auto_or_nonneg_float, "confidence = scale * value"),
+    ("--max-iter", "max_iter", _positive_int, "ALS sweeps"),
+    ("--prior-strength", "prior_strength", _auto_or_nonneg_float, "weight of the prior"),
+    ("--shrinkage", "shrinkage", _auto_or_nonneg_float, "pull toward the shots' co-users"),
+)
+
+
+def _model_options(p):
+    d = _defaults()
     g = p.add_argument_group("model")
-    g.add_argument("--n-components", type=_positive_int, default=64, help="latent factors (64)")
-    g.add_argument(
-        "--regularization", type=_nonneg_float, default=0.1, help="ALS ridge lambda (0.1)"
-    )
-    g.add_argument(
-        "--confidence-scale",
-        type=_nonneg_float,
-        default=2.0,
-        help="confidence = scale * value (2.0)",
-    )
-    g.add_argument("--max-iter", type=_positive_int, default=15, help="ALS sweeps (15)")
+    for flag, name, kind, what in _MODEL_OPTIONS:
+        auto = ", a number or auto: chosen on the warm users" if d[name] == "auto" else ""
+        g.add_argument(flag, type=kind, default=d[name], help=f"{what} ({d[name]}{auto})")
     g.add_argument(
         "--prior",
         choices=("none", "mean", "gaussian"),
-        default=default_prior,
-        help=f"prior of the fold-in ({default_prior})",
-    )
-    g.add_argument(
-        "--prior-strength", type=_nonneg_float, default=0.1, help="weight of the prior (0.1)"
+        default=d["prior"],
+        help=f"prior of the fold-in ({d['prior']})",
     )
     g.add_argument("--random-state", type=int, default=0, help="seed (0)")
     g.add_argument(
@@ -667,7 +682,7 @@ def build_parser():
         help="what recommend/serve do with item ids the model does not know (ignore)",
     )
     p.add_argument("--model", choices=_MODELS, default="closed-form", help="closed-form")
-    _model_options(p, default_prior="gaussian")
+    _model_options(p)
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser(
@@ -744,7 +759,7 @@ def build_parser():
     p.add_argument("--plot", default="fewshot_curve.png", help="PNG plot (fewshot_curve.png)")
     p.add_argument("--no-plot", dest="plot", action="store_const", const=None)
     p.add_argument("--csv", default=None, help="also write the curve table as CSV")
-    _model_options(p, default_prior="none")
+    _model_options(p)
     p.set_defaults(func=cmd_evaluate, binarize=True)
 
     p = sub.add_parser("demo", parents=[common], help="the demo (`make demo`)", add_help=False)

@@ -64,17 +64,15 @@ def run(data=None, *, n_shots=(1, 3, 5, 10, 20), k=20, random_state=0, quiet=Fal
     say(f"data: {name}: {X.shape[0]} users, {X.shape[1]} items, {X.nnz} interactions")
     say(f"warm users (pretraining): {X_warm.shape[0]}; new users (few-shot): {X_new.shape[0]}")
     start = time.perf_counter()
-    factors = ALSFactors(
-        n_components=32, regularization=1.0, confidence_scale=10.0, random_state=random_state
-    ).fit(X_warm)
+    # the library's defaults: regularization and confidence scale chosen on the warm users
+    factors = ALSFactors(n_components=32, random_state=random_state).fit(X_warm)
     say(f"ALS pretrained in {time.perf_counter() - start:.2f}s")
     frozen = FrozenEstimator(factors)
     models = {
         "most_popular": MostPopular(),
         "implicit_foldin": ImplicitFoldIn(factors=frozen),
-        "closed_form_gaussian": ClosedFormFoldIn(
-            factors=frozen, prior="gaussian", prior_strength=0.3
-        ),
+        # prior strength and support shrinkage: the factors' own search chose them
+        "closed_form_gaussian": ClosedFormFoldIn(factors=frozen, random_state=random_state),
     }
     frames = []
     for model_name, model in models.items():

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
-from .._core.compat import Interval, _fit_context, check_is_fitted
+from .._core.compat import Interval, StrOptions, _fit_context, check_is_fitted
 from .._core.conventions import CONVENTIONS
 from .._core.solvers import fold_in, implicit_system
 from .._core.threads import blas_limits, effective_n_jobs, implicit_threads
@@ -53,11 +53,15 @@ class ALSFactors(FactorSourceMixin, DerivedCachesMixin, TransformerMixin, BaseEs
     ----------
     n_components : int, default=64
         Number of latent factors.
-    regularization : float, default=0.01
+    regularization : float or "auto", default="auto"
         L2 regularisation of user and item factors (implicit's ``regularization``).
-    confidence_scale : float, default=1.0
+        "auto" chooses it on the warm data for few-shot users (simulated episodes
+        of held-out warm users, :func:`skfewrec._auto.choose_als_settings`; see
+        the "Defaults" page): the right value moves by orders of magnitude from one
+        data set to the next.
+    confidence_scale : float or "auto", default="auto"
         Multiplies every interaction value to give its confidence
-        (implicit's ``alpha``).
+        (implicit's ``alpha``). "auto": chosen with ``regularization``.
     max_iter : int, default=15
         Number of ALS sweeps.
     use_cg : bool, default=True
@@ -73,6 +77,14 @@ class ALSFactors(FactorSourceMixin, DerivedCachesMixin, TransformerMixin, BaseEs
 
     Attributes
     ----------
+    regularization_ : float
+        The regularization in use (the chosen one for "auto").
+    confidence_scale_ : float
+        The confidence scale in use (the chosen one for "auto").
+    auto_report_ : dict or None
+        What "auto" measured: every (regularization, confidence_scale) scored with
+        its best prior strength and support shrinkage, the chosen ``settings``, the
+        held-out users and the seconds; None when nothing was "auto".
     item_factors_ : ndarray of shape (n_items, n_components), float32
     user_factors_ : ndarray of shape (n_users, n_components), float32
         Exact fold-ins of the training rows against ``item_factors_``.
@@ -107,8 +119,8 @@ class ALSFactors(FactorSourceMixin, DerivedCachesMixin, TransformerMixin, BaseEs
 
     _parameter_constraints = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "regularization": [Interval(Real, 0, None, closed="left")],
-        "confidence_scale": [Interval(Real, 0, None, closed="neither")],
+        "regularization": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
+        "confidence_scale": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "use_cg": ["boolean"],
         "random_state": ["random_state"],
@@ -120,8 +132,8 @@ class ALSFactors(FactorSourceMixin, DerivedCachesMixin, TransformerMixin, BaseEs
         self,
         n_components=64,
         *,
-        regularization=0.01,
-        confidence_scale=1.0,
+        regularization="auto",
+        confidence_scale="auto",
         max_iter=15,
         use_cg=True,
         random_state=None,
@@ -154,12 +166,13 @@ class ALSFactors(FactorSourceMixin, DerivedCachesMixin, TransformerMixin, BaseEs
             The fitted estimator.
         """
         X = validate_interactions(self, X, reset=True)
+        self._choose_settings(X)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         num_threads = implicit_threads(self.n_jobs)
         model = _new_implicit_model(
             self.n_components,
-            self.regularization,
-            self.confidence_scale,
+            self.regularization_,
+            self.confidence_scale_,
             self.max_iter,
             self.use_cg,
             seed,
@@ -175,9 +188,37 @@ class ALSFactors(FactorSourceMixin, DerivedCachesMixin, TransformerMixin, BaseEs
         self.user_factors_ = self.transform(X)
         return self
 
+    def _choose_settings(self, X):
+        """``regularization_`` and ``confidence_scale_``: as given, or chosen on ``X``."""
+        from .._auto import choose_als_settings
+
+        given = {"regularization": self.regularization, "confidence_scale": self.confidence_scale}
+        self.auto_report_ = None
+        if any(isinstance(v, str) for v in given.values()):
+            fixed = {k: None if isinstance(v, str) else v for k, v in given.items()}
+            settings, self.auto_report_ = choose_als_settings(
+                X,
+                n_components=self.n_components,
+                max_iter=self.max_iter,
+                n_jobs=self.n_jobs,
+                random_state=self.random_state,
+                **fixed,
+            )
+            self.auto_report_["settings"] = settings
+            given = {k: settings[k] for k in given}
+        self.regularization_ = float(given["regularization"])
+        self.confidence_scale_ = float(given["confidence_scale"])
+
+    def _setting(self, name):
+        """A fitted setting; models saved before "auto" existed hold only the parameter."""
+        value = getattr(self, f"{name}_", None)
+        return float(getattr(self, name)) if value is None else value
+
     def _rebuild(self):
         """Recompute the private caches derived from the public fitted state."""
-        self._system = implicit_system(self.item_factors_, self.regularization, self.convention_)
+        self._system = implicit_system(
+            self.item_factors_, self._setting("regularization"), self.convention_
+        )
 
     def fold_in_params(self, regularization=None, confidence_scale=None, convention=None):
         """The fold-in settings of an adapter: its overrides, or these factors' own.
@@ -185,9 +226,9 @@ class ALSFactors(FactorSourceMixin, DerivedCachesMixin, TransformerMixin, BaseEs
         Parameters
         ----------
         regularization : float, default=None
-            The ridge; None: ``self.regularization``.
+            The ridge; None: ``self.regularization_``.
         confidence_scale : float, default=None
-            None: ``self.confidence_scale``.
+            None: ``self.confidence_scale_``.
         convention : {"implicit", "spark"}, default=None
             None: ``self.convention_``.
 
@@ -206,8 +247,8 @@ class ALSFactors(FactorSourceMixin, DerivedCachesMixin, TransformerMixin, BaseEs
         """
         check_is_fitted(self)
         own = {
-            "regularization": self.regularization,
-            "confidence_scale": self.confidence_scale,
+            "regularization": self._setting("regularization"),
+            "confidence_scale": self._setting("confidence_scale"),
             "convention": self.convention_,
         }
         given = {
@@ -308,12 +349,12 @@ class ALSFactors(FactorSourceMixin, DerivedCachesMixin, TransformerMixin, BaseEs
     def _item_step(self, Xt):
         """The new items' vectors: the user fold-in, transposed (warm users fixed)."""
         U = self.user_factors_
-        system = implicit_system(U, self.regularization, self.convention_)
+        system = implicit_system(U, self._setting("regularization"), self.convention_)
         V = fold_in(
             Xt,
             system,
-            confidence_scale=self.confidence_scale,
-            regularization=self.regularization,
+            confidence_scale=self._setting("confidence_scale"),
+            regularization=self._setting("regularization"),
             convention=self.convention_,
         )
         return {"item_factors_": V.astype(np.float32)}
@@ -352,8 +393,8 @@ class ALSFactors(FactorSourceMixin, DerivedCachesMixin, TransformerMixin, BaseEs
         check_is_fitted(self)
         model = _new_implicit_model(
             self.n_components,
-            self.regularization,
-            self.confidence_scale,
+            self._setting("regularization"),
+            self._setting("confidence_scale"),
             self.max_iter,
             self.use_cg,
             None,
@@ -419,6 +460,14 @@ class ALSFactors(FactorSourceMixin, DerivedCachesMixin, TransformerMixin, BaseEs
             confidence_scale=confidence_scale,
         )
         est._validate_params()
+        if isinstance(regularization, str) or isinstance(confidence_scale, str):
+            raise ValueError(
+                "from_arrays needs the regularization and confidence_scale the factors were "
+                "trained with (numbers), not 'auto': nothing is trained here."
+            )
+        est.regularization_ = float(regularization)
+        est.confidence_scale_ = float(confidence_scale)
+        est.auto_report_ = None
         if convention not in CONVENTIONS:
             raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}.")
         est.item_factors_ = np.ascontiguousarray(Y, dtype=np.float32)

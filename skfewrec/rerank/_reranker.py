@@ -300,7 +300,19 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
 
     def _fit_adapter(self, X):
         """A fresh candidate adapter fitted on ``X`` (a fold's users, or all)."""
-        return clone(self._candidate_template()).fit(X)
+        template = getattr(self, "_fixed_template", None)
+        return clone(self._candidate_template() if template is None else template).fit(X)
+
+    def _fixed_settings(self, X):
+        """The candidate template with its "auto" settings fixed to what a fit on all
+        warm users chooses: the search runs once, not once per fold (the settings,
+        not any fitted parameter, are shared by the folds)."""
+        from .._auto import fix_auto_settings, has_auto
+
+        template = self._candidate_template()
+        if not has_auto(template):
+            return template
+        return fix_auto_settings(template, clone(template).fit(X))
 
     def _warn_if_frozen(self):
         template = self._candidate_template()
@@ -371,6 +383,7 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
         self._warn_if_frozen()
 
         rng = check_random_state(self.random_state)
+        self._fixed_template = self._fixed_settings(X)
         parts, builder = self._episodes(
             X,
             rng,
@@ -388,6 +401,7 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
         self._train_ranker(parts, in_validation, builder, rng, n_users, n_items)
 
         self.candidates_ = self._fit_adapter(X)
+        del self._fixed_template
         self.warm_statistics_ = warm_statistics(X, times=times, recent_threshold=threshold)
         if item_side is None:
             self.item_side_ = self.item_side_names_ = self.item_side_categorical_ = None

@@ -20,6 +20,12 @@ read from the item co-occurrence table, so a fresh fit trains on other features;
 benchmarks/rerank_warm.py measured the few-shot curve before and after). The saved
 re-ranker bundle still answers exactly as before.
 
+Since the defaults became "auto" (issue 10: ``ALSFactors`` chooses its
+regularization and confidence scale, ``ClosedFormFoldIn`` its prior strength and
+support shrinkage, on the warm data), ``models()`` spells out 0.1.0's defaults
+(``confidence_scale=1.0``, ``prior_strength=1.0``, ``shrinkage=0``) so that a fresh
+fit is still the configuration the bundles were written with.
+
 ``tests/test_legacy.py`` loads every bundle with the current code and checks that
 it gives identical recommendations, and that fitting afresh still gives the same.
 """
@@ -41,7 +47,16 @@ def data():
 
 
 def factors(seed=0):
-    return skfewrec.ALSFactors(n_components=6, max_iter=4, regularization=0.1, random_state=seed)
+    return skfewrec.ALSFactors(
+        n_components=6, max_iter=4, regularization=0.1, confidence_scale=1.0, random_state=seed
+    )
+
+
+def closed_form(**kwargs):
+    """ClosedFormFoldIn with 0.1.0's defaults (no prior, strength 1, no shrinkage)."""
+    return skfewrec.ClosedFormFoldIn(
+        **{"prior": "none", "prior_strength": 1.0, "shrinkage": 0.0, **kwargs}
+    )
 
 
 def models():
@@ -51,16 +66,16 @@ def models():
     from skfewrec.preprocessing import BM25Weighting
 
     return {
-        "closed_form_none": skfewrec.ClosedFormFoldIn(factors(), prior="none"),
-        "closed_form_mean": skfewrec.ClosedFormFoldIn(factors(), prior="mean"),
-        "closed_form_gaussian": skfewrec.ClosedFormFoldIn(
-            factors(), prior="gaussian", prior_strength=0.5
+        "closed_form_none": closed_form(factors=factors(), prior="none"),
+        "closed_form_mean": closed_form(factors=factors(), prior="mean"),
+        "closed_form_gaussian": closed_form(
+            factors=factors(), prior="gaussian", prior_strength=0.5
         ),
-        "closed_form_spark": skfewrec.ClosedFormFoldIn(
-            factors(), prior="gaussian", convention="spark", confidence_scale=2.0
+        "closed_form_spark": closed_form(
+            factors=factors(), prior="gaussian", convention="spark", confidence_scale=2.0
         ),
-        "closed_form_explicit": skfewrec.ClosedFormFoldIn(
-            skfewrec.ExplicitALSFactors(n_components=4, max_iter=4, random_state=0),
+        "closed_form_explicit": closed_form(
+            factors=skfewrec.ExplicitALSFactors(n_components=4, max_iter=4, random_state=0),
             objective="explicit",
             prior="gaussian",
         ),
@@ -72,7 +87,7 @@ def models():
         "ease": skfewrec.EASE(l2=50.0),
         "item_knn": skfewrec.ItemKNN(n_neighbors=10),
         "reranker": skfewrec.LightGBMReranker(
-            skfewrec.ClosedFormFoldIn(factors(), prior="gaussian"),
+            closed_form(factors=factors(), prior="gaussian"),
             n_candidates=20,
             n_estimators=8,
             cv=2,
@@ -80,7 +95,7 @@ def models():
             random_state=0,
         ),
         "pipeline_bm25": make_pipeline(
-            BM25Weighting(), skfewrec.ClosedFormFoldIn(factors(), prior="gaussian")
+            BM25Weighting(), closed_form(factors=factors(), prior="gaussian")
         ),
     }
 

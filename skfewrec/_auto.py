@@ -1,0 +1,629 @@
+"""Few-shot knobs chosen from the warm data at fit time: what ``"auto"`` means.
+
+The right ALS regularization moves by orders of magnitude with the size and
+density of the data, and the right prior strength with the factors it sits on; a
+setting that is good for warm users (whole rows) is not the one that is good for
+a user with three clicks. So "auto" measures instead of guessing: it holds out a
+slice of the *warm* users (never the users being recommended to), trains on the
+rest, and scores simulated few-shot episodes of the held-out slice (n random
+shots, the rest of the row as query, NDCG@k averaged over n = 1, 3, 5, 10, 20).
+
+- :func:`choose_prior` scores a fitted adapter at several prior strengths and
+  support shrinkages (cheap: the factors are fixed, only the shared solve, or
+  only the user vectors, change).
+- :func:`choose_als_settings` walks a log grid of (regularization,
+  confidence_scale) by coordinate moves of half a decade, each point scored with
+  its best prior, until the centre beats its four neighbours.
+
+The support shrinkage (:func:`shrink_to_support`) pulls a user's vector toward the
+mean vector of the warm users who share their shots, with a weight that fades as
+shots accumulate: a 1-shot user gets "what the users who took this item have in
+common", which beats both popularity and a plain fold-in on MovieLens.
+
+Both return the chosen value(s) and a report (every point scored, the episode
+sizes, the time), which the estimators expose after fit. On data too small to
+hold out a useful slice they return the fallback values and say so in the report.
+"""
+
+import time
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils import check_random_state
+
+from ._core.validation import check_interactions
+
+#: what a search falls back to on data too small to measure on (and where it starts)
+FALLBACK = {
+    "regularization": 30.0,
+    "confidence_scale": 30.0,
+    "prior_strength": 1.0,
+    "shrinkage": 3.0,
+}
+
+#: the prior strengths tried by default (1 weighs the prior as one warm user's spread;
+#: 0 is no prior: on sparse catalogues such as Gowalla any prior hurts)
+STRENGTHS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+#: the support shrinkages tried by default (``kappa`` of :func:`shrink_to_support`)
+SHRINKAGES = (0.0, 1.0, 3.0, 10.0, 30.0)
+
+#: the shot counts of the simulated episodes (the protocol's)
+N_SHOTS = (1, 3, 5, 10, 20)
+
+#: fewest held-out users with a 1-shot episode for a search to be worth running
+MIN_EPISODE_USERS = 30
+
+
+def holdout_users(X, *, fraction=0.2, max_users=1000, random_state=None):
+    """Split warm users (rows) into a part to fit on and a held-out part to score on.
+
+    Parameters
+    ----------
+    X : {array-like, sparse matrix} of shape (n_users, n_items)
+        The warm users' interactions.
+    fraction : float, default=0.2
+        Share of the users held out.
+    max_users : int, default=1000
+        At most this many users are held out (the episodes' cost grows with them).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the draw.
+
+    Returns
+    -------
+    X_fit : scipy.sparse.csr_matrix of shape (n_fit, n_items)
+    X_val : scipy.sparse.csr_matrix of shape (n_val, n_items)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._auto import holdout_users
+    >>> X_fit, X_val = holdout_users(np.eye(10), fraction=0.3, random_state=0)
+    >>> X_fit.shape, X_val.shape
+    ((7, 10), (3, 10))
+    """
+    X = check_interactions(X)
+    rng = check_random_state(random_state)
+    n_val = min(int(round(fraction * X.shape[0])), max_users)
+    order = rng.permutation(X.shape[0])
+    val, fit = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return X[fit], X[val]
+
+
+def episode_scores(recommender, X_val, *, n_shots=N_SHOTS, k=20, min_query=3, random_state=0):
+    """Mean NDCG@k of a fitted recommender on simulated n-shot episodes of held-out users.
+
+    For each n, the users of ``X_val`` with at least ``n + min_query`` interactions
+    get n random shots; the rest of their row is the query.
+
+    Parameters
+    ----------
+    recommender : fitted recommender
+        Anything with ``recommend(X, k, filter_seen=True)``.
+    X_val : sparse matrix of shape (n_users, n_items)
+        Held-out warm users, not used to fit ``recommender``.
+    n_shots : sequence of int, default=(1, 3, 5, 10, 20)
+    k : int, default=20
+    min_query : int, default=3
+    random_state : int, default=0
+        Seeds the shots: the same episodes for every candidate setting.
+
+    Returns
+    -------
+    scores : ndarray of shape (len(n_shots),)
+        NaN where no user has enough interactions for that n.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec import MostPopular
+    >>> from skfewrec._auto import episode_scores
+    >>> X = (np.random.default_rng(0).random((60, 30)) < 0.3).astype(float)
+    >>> episode_scores(MostPopular().fit(X[:40]), X[40:], n_shots=(1, 50)).round(2)
+    array([0.54,  nan])
+    """
+    from .metrics import ndcg_at_k
+    from .model_selection import support_query_split
+
+    X_val = check_interactions(X_val, name="X_val")
+    counts = np.diff(X_val.indptr)
+    scores = np.full(len(n_shots), np.nan)
+    for j, n in enumerate(n_shots):
+        keep = np.flatnonzero(counts >= n + min_query)
+        if keep.size == 0:
+            continue
+        S, Q = support_query_split(X_val[keep], n, random_state=random_state)
+        ids, _ = recommender.recommend(S, k=k, filter_seen=True)
+        scores[j] = ndcg_at_k(Q, ids, k=k)
+    return scores
+
+
+def item_conditional_means(X, U):
+    """For each item, the mean vector of the warm users who interacted with it.
+
+    ``m_i = mean of U[u] over users u with X[u, i] > 0``: the "users who took this
+    also took" direction of the item in the factor space, which a user with one
+    shot on ``i`` is most likely to share. Zero for an item without users.
+
+    Parameters
+    ----------
+    X : {array-like, sparse matrix} of shape (n_users, n_items)
+        The warm users' interactions.
+    U : ndarray of shape (n_users, n_components)
+        Their vectors (fold-ins of their rows).
+
+    Returns
+    -------
+    means : ndarray of shape (n_items, n_components), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._auto import item_conditional_means
+    >>> item_conditional_means(np.array([[1, 0], [1, 1]]), np.array([[2.0], [4.0]]))
+    array([[3.],
+           [4.]], dtype=float32)
+    """
+    X = check_interactions(X)
+    B = X.copy()
+    B.data[:] = 1.0
+    counts = np.asarray(B.sum(axis=0)).ravel()
+    sums = np.asarray(B.T @ np.asarray(U, dtype=np.float64))
+    return (sums / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
+
+
+def shrink_to_support(U, X, item_means, shrinkage):
+    """Pull each user's vector toward the item-conditional means of their shots.
+
+    ``u <- (1 - w) u + w mean_{i in S} m_i`` with ``w = shrinkage / (shrinkage + n)``
+    and ``n`` the user's number of shots: a user with one shot mostly gets what the
+    warm users who share that shot have in common; with many shots, their own
+    fold-in. Items whose mean is zero (unknown to the warm users) are left out of
+    the average; a user without known shots keeps ``u``.
+
+    Parameters
+    ----------
+    U : ndarray of shape (n_users, n_components)
+        The users' fold-in vectors.
+    X : sparse matrix of shape (n_users, n_items)
+        Their shots.
+    item_means : ndarray of shape (n_items, n_components)
+        From :func:`item_conditional_means`.
+    shrinkage : float
+        ``kappa`` above, >= 0 (0 leaves ``U`` unchanged).
+
+    Returns
+    -------
+    U : ndarray of shape (n_users, n_components), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._auto import shrink_to_support
+    >>> means = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> shrink_to_support(np.zeros((1, 2)), np.array([[1, 0]]), means, 1.0)
+    array([[0.5, 0. ]], dtype=float32)
+    """
+    U = np.asarray(U, dtype=np.float32)
+    if shrinkage == 0:
+        return U
+    X = check_interactions(X)
+    known = np.any(item_means != 0, axis=1).astype(np.float32)
+    B = X.copy()
+    B.data = known[X.indices]
+    n = np.asarray(B.sum(axis=1)).ravel()
+    pulled = np.asarray(B @ item_means) / np.maximum(n, 1.0)[:, None]
+    w = np.where(n > 0, shrinkage / (shrinkage + n), 0.0)[:, None]
+    return ((1.0 - w) * U + w * pulled).astype(np.float32)
+
+
+def _too_few(X_val):
+    return (
+        f"only {X_val.shape[0]} warm users held out, fewer than {MIN_EPISODE_USERS} with >= 2 "
+        "interactions: too few to measure on; using the fallback settings"
+    )
+
+
+def _enough_episodes(X_val):
+    return int((np.diff(X_val.indptr) >= 2).sum()) >= MIN_EPISODE_USERS
+
+
+class _ShrunkAdapter:
+    """A fitted adapter whose user vectors are shrunk toward their shots' item means."""
+
+    def __init__(self, adapter, item_means, shrinkage):
+        self.adapter, self.item_means, self.shrinkage = adapter, item_means, shrinkage
+
+    def recommend(self, X, k, filter_seen=True):
+        from ._core.topk import factor_topk
+
+        X = check_interactions(X)
+        U = shrink_to_support(self.adapter.transform(X), X, self.item_means, self.shrinkage)
+        seen = X if filter_seen else None
+        return factor_topk(U, self.adapter.item_factors_, k, seen=seen)
+
+
+def choose_prior(
+    adapter,
+    X_fit,
+    X_val,
+    *,
+    strengths=STRENGTHS,
+    shrinkages=SHRINKAGES,
+    n_shots=N_SHOTS,
+    k=20,
+    min_query=3,
+    n_jobs=1,
+    random_state=0,
+):
+    """The prior strength and support shrinkage whose episodes score best.
+
+    Parameters
+    ----------
+    adapter : estimator
+        An adapter with a ``prior_strength`` parameter (e.g.
+        ``ClosedFormFoldIn(FrozenEstimator(factors), prior="gaussian")``) whose
+        factors were fitted on ``X_fit`` only. It is fitted here once; each
+        strength then only rebuilds its shared solve, and each shrinkage only
+        moves the user vectors (:func:`shrink_to_support`).
+    X_fit : sparse matrix of shape (n_fit, n_items)
+        The users the factors were fitted on (the prior is learned from them).
+    X_val : sparse matrix of shape (n_val, n_items)
+        Held-out warm users, scored on simulated episodes.
+    strengths : sequence of float, default=(0, 0.03, 0.1, 0.3, 1, 3, 10)
+    shrinkages : sequence of float, default=(0, 1, 3, 10, 30)
+        Use ``(0,)`` to choose the strength alone.
+    n_shots : sequence of int, default=(1, 3, 5, 10, 20)
+    k : int, default=20
+        The cut-off of NDCG.
+    min_query : int, default=3
+        The least number of held-back interactions of a scored user.
+    n_jobs : int, default=1
+        Threads of the top-k.
+    random_state : int, default=0
+        Seeds the episodes (see :func:`episode_scores`).
+
+    Returns
+    -------
+    chosen : dict
+        ``prior_strength`` and ``shrinkage`` with the best mean NDCG over ``n_shots``.
+    report : dict
+        ``{"strengths", "shrinkages", "scores", "n_shots"}``, ``scores`` of shape
+        (strengths, shrinkages, n_shots) as nested lists (NaN: not scored; the
+        search scores every strength with no and with the middle shrinkage, then
+        every shrinkage at the best strength).
+
+    Examples
+    --------
+    >>> from sklearn.frozen import FrozenEstimator
+    >>> from skfewrec import ALSFactors, ClosedFormFoldIn
+    >>> from skfewrec._auto import choose_prior, holdout_users
+    >>> from skfewrec.datasets import make_interactions
+    >>> X = make_interactions(n_users=400, n_items=120, random_state=0).X
+    >>> X_fit, X_val = holdout_users(X, random_state=0)
+    >>> als = FrozenEstimator(ALSFactors(8, random_state=0).fit(X_fit))
+    >>> chosen, report = choose_prior(
+    ...     ClosedFormFoldIn(als, prior="gaussian"), X_fit, X_val, n_shots=(1, 5))
+    >>> chosen["prior_strength"] in report["strengths"]
+    True
+    """
+    from ._core.topk import factor_topk
+    from .metrics import ndcg_at_k
+    from .model_selection import support_query_split
+
+    if not _enough_episodes(sp.csr_matrix(X_val)):
+        report = {"fallback": _too_few(X_val)}
+        return {k: FALLBACK[k] for k in ("prior_strength", "shrinkage")}, report
+    # explicit values while searching: an "auto" adapter would search again inside
+    params = adapter.get_params(deep=False)
+    explicit = {"prior_strength": float(strengths[0]), "shrinkage": 0.0}
+    est = adapter.set_params(**{k: v for k, v in explicit.items() if k in params}).fit(X_fit)
+    means = getattr(est, "item_means_", None)
+    if means is None:  # an adapter that predates the support shrinkage
+        means = item_conditional_means(X_fit, est.factors_.user_factors_)
+    X_val = check_interactions(X_val, name="X_val")
+    counts = np.diff(X_val.indptr)
+    episodes = {}
+    for j, n in enumerate(n_shots):
+        keep = np.flatnonzero(counts >= n + min_query)
+        if keep.size:
+            episodes[j] = support_query_split(X_val[keep], n, random_state=random_state)
+    scores = np.full((len(strengths), len(shrinkages), len(n_shots)), np.nan)
+    vectors = {}
+
+    def score(a, b):
+        if a not in vectors:
+            est.set_params(prior_strength=strengths[a])
+            if hasattr(est, "prior_strength_"):  # the fitted value the solve reads
+                est.prior_strength_ = float(strengths[a])
+            est._rebuild()
+            vectors[a] = {j: est.transform(S) for j, (S, _) in episodes.items()}
+        for j, (S, Q) in episodes.items():
+            V = shrink_to_support(vectors[a][j], S, means, shrinkages[b])
+            ids, _ = factor_topk(V, est.item_factors_, k, seen=S, n_jobs=n_jobs)
+            scores[a, b, j] = ndcg_at_k(Q, ids, k=k)
+
+    # two stages, as the full grid costs a top-k per cell and n: every strength
+    # without shrinkage and with a middle one, then every shrinkage at the best strength
+    middle = len(shrinkages) // 2
+    for a in range(len(strengths)):
+        for b in sorted({0, middle}):
+            score(a, b)
+    best_strength = int(np.nanargmax(np.nanmax(_mean_over_shots(scores), axis=1)))
+    for b in range(len(shrinkages)):
+        if np.isnan(scores[best_strength, b]).all():
+            score(best_strength, b)
+    mean = _mean_over_shots(scores)
+    a, b = np.unravel_index(int(np.nanargmax(mean)), mean.shape)
+    report = {
+        "strengths": [float(v) for v in strengths],
+        "shrinkages": [float(v) for v in shrinkages],
+        "scores": scores.round(5).tolist(),
+        "n_shots": list(n_shots),
+    }
+    return {"prior_strength": float(strengths[a]), "shrinkage": float(shrinkages[b])}, report
+
+
+def _mean_over_shots(scores):
+    """Mean over the last axis, NaN where nothing was scored (without the warning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(scores, axis=-1)
+
+
+def _log_neighbours(point, step, free=(True, True)):
+    """The points one ``step`` away along each free axis."""
+    out = []
+    for axis in (0, 1):
+        if free[axis]:
+            for factor in (step, 1.0 / step):
+                moved = list(point)
+                moved[axis] *= factor
+                out.append(tuple(moved))
+    return out
+
+
+def choose_als_settings(
+    X,
+    *,
+    n_components=64,
+    max_iter=15,
+    regularization=None,
+    confidence_scale=None,
+    start=(FALLBACK["regularization"], FALLBACK["confidence_scale"]),
+    step=10**0.5,
+    max_moves=4,
+    strengths=STRENGTHS,
+    shrinkages=SHRINKAGES,
+    n_shots=N_SHOTS,
+    holdout=0.2,
+    max_users=500,
+    n_jobs=None,
+    random_state=None,
+):
+    """ALS regularization, confidence scale and prior strength for few-shot users.
+
+    Holds out a slice of the warm users, fits ALS on the rest at a point of a
+    log grid of (regularization, confidence_scale), and scores the held-out
+    users' simulated episodes with the gaussian-prior closed-form fold-in at its
+    best strength. The point moves to its best neighbour (x or / ``step`` along
+    one axis) until it beats all four, or ``max_moves`` moves were made.
+
+    Parameters
+    ----------
+    X : {array-like, sparse matrix} of shape (n_users, n_items)
+        The warm users' interactions.
+    n_components : int, default=64
+        The factors of the ALS being tuned.
+    max_iter : int, default=15
+        ALS sweeps of each trial fit.
+    regularization, confidence_scale : float, default=None
+        A value given here is fixed (an explicit setting wins): the search moves
+        along the other axis only.
+    start : tuple of (float, float), default=(30.0, 30.0)
+        The first (regularization, confidence_scale), for the axes not fixed.
+    step : float, default=sqrt(10)
+        The multiplicative grid step.
+    max_moves : int, default=4
+        Moves of the centre at most (each move fits up to three new points).
+    strengths : sequence of float, default=(0, 0.03, 0.1, 0.3, 1, 3, 10)
+        Prior strengths tried at each point.
+    n_shots : sequence of int, default=(1, 3, 5, 10, 20)
+        The episode sizes; the score is the mean NDCG@20 over them.
+    holdout : float, default=0.2
+        Share of warm users held out (at most ``max_users``).
+    max_users : int, default=500
+    n_jobs : int, default=None
+        Threads of the trial fits.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the hold-out, the trial fits and the episodes.
+
+    Returns
+    -------
+    settings : dict
+        ``regularization``, ``confidence_scale``, ``prior_strength`` and
+        ``shrinkage``.
+    report : dict
+        ``points`` (every point scored: settings, per-n NDCG, mean, best
+        strength), ``n_fit_users``, ``n_val_users``, ``seconds``, and
+        ``fallback`` (a reason, when the data were too small to search).
+
+    Examples
+    --------
+    >>> from skfewrec._auto import choose_als_settings
+    >>> from skfewrec.datasets import make_interactions
+    >>> X = make_interactions(n_users=500, n_items=150, random_state=0).X
+    >>> settings, report = choose_als_settings(
+    ...     X, n_components=8, max_iter=5, max_moves=1, n_shots=(1, 5), random_state=0)
+    >>> sorted(settings)
+    ['confidence_scale', 'prior_strength', 'regularization', 'shrinkage']
+    >>> len(report["points"]) >= 5
+    True
+    """
+    from sklearn.frozen import FrozenEstimator
+
+    from .adapters._closed_form import ClosedFormFoldIn
+    from .factors._als import ALSFactors
+
+    t0 = time.perf_counter()
+    rng = check_random_state(random_state)
+    seed = int(rng.randint(np.iinfo(np.int32).max))
+    X_fit, X_val = holdout_users(X, fraction=holdout, max_users=max_users, random_state=seed)
+    report = {"n_fit_users": X_fit.shape[0], "n_val_users": X_val.shape[0], "points": []}
+    if not _enough_episodes(X_val):
+        report["fallback"] = _too_few(X_val)
+        report["seconds"] = time.perf_counter() - t0
+        settings = dict(FALLBACK)
+        for name, value in (
+            ("regularization", regularization),
+            ("confidence_scale", confidence_scale),
+        ):
+            if value is not None:
+                settings[name] = float(value)
+        return settings, report
+
+    scored = {}
+
+    def score(point):
+        key = tuple(round(float(v), 6) for v in point)
+        if key not in scored:
+            als = ALSFactors(
+                n_components,
+                regularization=key[0],
+                confidence_scale=key[1],
+                max_iter=max_iter,
+                random_state=seed,
+                n_jobs=n_jobs,
+            ).fit(X_fit)
+            adapter = ClosedFormFoldIn(
+                FrozenEstimator(als),
+                prior="gaussian",
+                prior_strength=1.0,
+                shrinkage=0.0,
+                n_jobs=n_jobs,
+            )
+            prior, sub = choose_prior(
+                adapter,
+                X_fit,
+                X_val,
+                strengths=strengths,
+                shrinkages=shrinkages,
+                n_shots=n_shots,
+                n_jobs=n_jobs or 1,
+                random_state=seed,
+            )
+            a = sub["strengths"].index(prior["prior_strength"])
+            b = sub["shrinkages"].index(prior["shrinkage"])
+            per_n = np.asarray(sub["scores"])[a, b]
+            scored[key] = float(np.nanmean(per_n))
+            report["points"].append(
+                {
+                    "regularization": key[0],
+                    "confidence_scale": key[1],
+                    **prior,
+                    "ndcg": per_n.tolist(),
+                    "mean": scored[key],
+                }
+            )
+        return scored[key], key
+
+    fixed = (regularization, confidence_scale)
+    free = tuple(v is None for v in fixed)
+    centre = score(tuple(s if v is None else float(v) for s, v in zip(start, fixed)))
+    for _ in range(max_moves if any(free) else 0):
+        best = max([score(p) for p in _log_neighbours(centre[1], step, free)] + [centre])
+        if best[1] == centre[1]:
+            break
+        centre = best
+    chosen = next(
+        p for p in report["points"] if (p["regularization"], p["confidence_scale"]) == centre[1]
+    )
+    report["n_shots"] = list(n_shots)
+    report["seconds"] = time.perf_counter() - t0
+    settings = {k: chosen[k] for k in FALLBACK}
+    return settings, report
+
+
+#: the parameters that may be "auto"
+AUTO_PARAMS = ("regularization", "confidence_scale", "prior_strength", "shrinkage")
+
+
+def has_auto(estimator):
+    """Whether an (unfitted) adapter would choose any setting at fit time.
+
+    True when one of its parameters, or its factor source's, is "auto", or when
+    it has no factor source (its default one is "auto").
+
+    Examples
+    --------
+    >>> from skfewrec import ALSFactors, ClosedFormFoldIn
+    >>> from skfewrec._auto import has_auto
+    >>> has_auto(ClosedFormFoldIn()), has_auto(ClosedFormFoldIn(
+    ...     ALSFactors(regularization=1.0, confidence_scale=1.0),
+    ...     prior_strength=1.0, shrinkage=0.0))
+    (True, False)
+    """
+    params = estimator.get_params(deep=True)
+    if "factors" in params and params["factors"] is None:
+        return True
+    return any(
+        isinstance(value, str) and value == "auto" and key.split("__")[-1] in AUTO_PARAMS
+        for key, value in params.items()
+    )
+
+
+def fix_auto_settings(template, fitted):
+    """A clone of an adapter with every "auto" setting fixed to what ``fitted`` chose.
+
+    The re-ranker refits its candidate adapter on each cross-fitting fold; with
+    this, the "auto" search runs once (on all warm users) instead of once per fold.
+
+    Parameters
+    ----------
+    template : estimator
+        The unfitted adapter (its ``factors`` may be None, an unfitted source, or a
+        ``FrozenEstimator``, which is kept as is).
+    fitted : estimator
+        ``template`` fitted on the warm users.
+
+    Returns
+    -------
+    adapter : estimator
+        Unfitted, with explicit values where ``template`` had "auto".
+
+    Examples
+    --------
+    >>> from skfewrec import ALSFactors, ClosedFormFoldIn
+    >>> from sklearn.base import clone
+    >>> from skfewrec._auto import fix_auto_settings
+    >>> from skfewrec.datasets import make_interactions
+    >>> X = make_interactions(n_users=100, n_items=40, random_state=0).X
+    >>> template = ClosedFormFoldIn(ALSFactors(4, random_state=0))
+    >>> fixed = fix_auto_settings(template, clone(template).fit(X))
+    >>> fixed.prior_strength, fixed.factors.regularization
+    (1.0, 30.0)
+    """
+    from sklearn.base import clone
+    from sklearn.frozen import FrozenEstimator
+
+    adapter = clone(template)
+    params = adapter.get_params(deep=False)
+    updates = {
+        name: getattr(fitted, f"{name}_")
+        for name in ("prior_strength", "shrinkage")
+        if params.get(name) == "auto" and hasattr(fitted, f"{name}_")
+    }
+    source = getattr(fitted, "factors_", None)
+    if source is not None and not isinstance(params.get("factors"), FrozenEstimator):
+        factors = clone(source)
+        own = factors.get_params(deep=False)
+        factors.set_params(
+            **{
+                name: getattr(source, f"{name}_")
+                for name in ("regularization", "confidence_scale")
+                if own.get(name) == "auto"
+            }
+        )
+        updates["factors"] = factors
+    return adapter.set_params(**updates)
