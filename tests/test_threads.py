@@ -80,8 +80,10 @@ def test_implicit_training_uses_n_jobs_threads(monkeypatch, small_interactions):
 
     monkeypatch.setattr(AlternatingLeastSquares, "fit", spied_fit)
     with threadpool_limits(2, user_api="blas"):
-        ALSFactors(n_components=4, max_iter=2, n_jobs=1, random_state=0).fit(small_interactions)
-        ALSFactors(n_components=4, max_iter=2, n_jobs=2, random_state=0).fit(small_interactions)
+        # fixed settings: "auto" would fit ALS several times while it searches
+        fixed = dict(n_components=4, max_iter=2, regularization=0.1, confidence_scale=1.0)
+        ALSFactors(**fixed, n_jobs=1, random_state=0).fit(small_interactions)
+        ALSFactors(**fixed, n_jobs=2, random_state=0).fit(small_interactions)
     # implicit's own threads follow n_jobs; BLAS stays single-threaded under them
     assert threads == [(1, 1), (2, 1)]
 

@@ -17,6 +17,7 @@ from ..base import (
     DerivedCachesMixin,
     FactorRecommenderMixin,
     ItemsFromFactorsMixin,
+    SparseFloat32TransformerMixin,
     fit_factor_source,
     validate_interactions,
 )
@@ -44,6 +45,7 @@ class ClosedFormFoldIn(
     ItemsFromFactorsMixin,
     DerivedCachesMixin,
     NewItemsMixin,
+    SparseFloat32TransformerMixin,
     FactorRecommenderMixin,
     TransformerMixin,
     BaseEstimator,
@@ -503,10 +505,3 @@ class ClosedFormFoldIn(
         """
         X = self._validate_users(X)
         return self._user_vectors(X)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.input_tags.positive_only = True
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        return tags

@@ -22,7 +22,6 @@ a user's vector does not depend on which other users are transformed with it.
 """
 
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 
 import numpy as np
@@ -32,10 +31,11 @@ from sklearn.utils import check_random_state
 from .._core.compat import HasMethods, Interval, StrOptions, _fit_context
 from .._core.conventions import confidence_coefficients, ridge_per_user
 from .._core.solvers import _gather_padded, _padded_batches, shared_system, solve_users
-from .._core.threads import blas_limits, effective_n_jobs
+from .._core.threads import blas_limits, effective_n_jobs, run_threaded
 from ..base import (
     DerivedCachesMixin,
     FactorRecommenderMixin,
+    SparseFloat32TransformerMixin,
     fit_factor_source,
     validate_interactions,
 )
@@ -53,7 +53,13 @@ _BATCH_TRIPLES = 1 << 18
 
 
 # ------------------------------------------------------------------ the estimator
-class GradientFoldIn(DerivedCachesMixin, FactorRecommenderMixin, TransformerMixin, BaseEstimator):
+class GradientFoldIn(
+    DerivedCachesMixin,
+    SparseFloat32TransformerMixin,
+    FactorRecommenderMixin,
+    TransformerMixin,
+    BaseEstimator,
+):
     """Recommend to new users by a few gradient steps on a ranking loss.
 
     The item factors are pretrained once (``factors``) and kept fixed. A new
@@ -444,12 +450,7 @@ class GradientFoldIn(DerivedCachesMixin, FactorRecommenderMixin, TransformerMixi
         # batches on threads: numpy releases the GIL in the elementwise work and
         # GEMMs, which then run single-threaded each
         with blas_limits(1 if workers > 1 else n_jobs):
-            if workers > 1:
-                with ThreadPoolExecutor(workers) as pool:
-                    list(pool.map(adapt, batches))
-            else:
-                for batch in batches:
-                    adapt(batch)
+            run_threaded(adapt, batches, workers)
         U /= self._scale
         # exactly the start for users without shots (no round trip through the scale)
         U[np.diff(X.indptr) == 0] = self.init_
@@ -534,10 +535,3 @@ class GradientFoldIn(DerivedCachesMixin, FactorRecommenderMixin, TransformerMixi
             self.init_ = (params["theta"] / scale).astype(np.float32)
         self.step_sizes_ = np.exp(params["log_steps"]).astype(np.float32)
         self.step_size_exponents_ = params["exponents"].astype(np.float32)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.input_tags.positive_only = True
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        return tags

@@ -12,7 +12,7 @@ from .._core.compat import Interval, StrOptions, _fit_context, check_is_fitted
 from .._core.conventions import CONVENTIONS
 from .._core.solvers import fold_in, implicit_system
 from .._core.threads import blas_limits, effective_n_jobs, implicit_threads
-from ..base import DerivedCachesMixin, validate_interactions
+from ..base import DerivedCachesMixin, SparseFloat32TransformerMixin, validate_interactions
 from ._base import FactorSourceMixin
 
 
@@ -35,7 +35,13 @@ def _new_implicit_model(
         )
 
 
-class ALSFactors(FactorSourceMixin, DerivedCachesMixin, TransformerMixin, BaseEstimator):
+class ALSFactors(
+    FactorSourceMixin,
+    DerivedCachesMixin,
+    SparseFloat32TransformerMixin,
+    TransformerMixin,
+    BaseEstimator,
+):
     """Item and warm-user factors learned with implicit's CPU alternating least squares.
 
     The pretrainer of every skfewrec adapter: it factorises the warm users'
@@ -510,10 +516,3 @@ class ALSFactors(FactorSourceMixin, DerivedCachesMixin, TransformerMixin, BaseEs
             regularization=float(model.regularization),
             confidence_scale=float(model.alpha),
         )
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.input_tags.positive_only = True
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        return tags

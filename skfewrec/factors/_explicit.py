@@ -21,9 +21,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
 from .._core.compat import Interval, _fit_context, check_is_fitted
-from .._core.solvers import fold_in_system, solve_users
+from .._core.solvers import solve_users, system_with_prior
 from .._core.threads import blas_limits, effective_n_jobs
-from ..base import DerivedCachesMixin, validate_interactions
+from ..base import DerivedCachesMixin, SparseFloat32TransformerMixin, validate_interactions
 from ._base import FactorSourceMixin
 
 
@@ -58,13 +58,8 @@ def explicit_system(features, ridge, prior_precision=None, prior_mean=None):
     Z = np.asarray(features, dtype=np.float64)
     g = Z.shape[1]
     M = np.diag(np.broadcast_to(np.asarray(ridge, dtype=np.float64), (g,)))
-    m = None
-    if prior_precision is not None:
-        M = M + prior_precision
-        if prior_mean is not None:
-            m = prior_precision @ prior_mean
     # no Z^T Z term: an explicit ridge sees only the rated items (every shot has d = 1)
-    return fold_in_system(Z, M, m)
+    return system_with_prior(Z, M, prior_precision, prior_mean)
 
 
 def with_bias_column(factors):
@@ -148,7 +143,13 @@ def check_ratings_in_scale(X, rating_scale, *, name="X"):
         )
 
 
-class ExplicitALSFactors(FactorSourceMixin, DerivedCachesMixin, TransformerMixin, BaseEstimator):
+class ExplicitALSFactors(
+    FactorSourceMixin,
+    DerivedCachesMixin,
+    SparseFloat32TransformerMixin,
+    TransformerMixin,
+    BaseEstimator,
+):
     """Biased matrix factorisation of explicit ratings, trained by batched ALS.
 
     Learns ``r_ui ~ mu + b_u + b_i + x_u . y_i`` on the observed ratings only
@@ -476,10 +477,3 @@ class ExplicitALSFactors(FactorSourceMixin, DerivedCachesMixin, TransformerMixin
             "item_factors_": V[:, :-1].astype(np.float32),
             "item_biases_": V[:, -1].astype(np.float32),
         }
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.input_tags.positive_only = True
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        return tags

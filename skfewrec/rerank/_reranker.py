@@ -15,7 +15,7 @@ from .._core.csr import lookup, sample_episodes
 from .._core.threads import blas_limits, effective_n_jobs
 from .._core.topk import chunked_topk, restrict_items
 from .._core.validation import check_flag, check_k
-from ..base import DerivedCachesMixin, RecommenderMixin, validate_interactions
+from ..base import DerivedCachesMixin, RecommenderMixin, SparseInputMixin, validate_interactions
 from ._features import FeatureBuilder
 from ._tables import UserTable, encode_item_table
 from ._warm import RECENT_FRACTION, warm_statistics
@@ -88,7 +88,7 @@ def _below(head, tail):
     return np.where(np.isfinite(tail), out, -np.inf).astype(np.float32)
 
 
-class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
+class LightGBMReranker(DerivedCachesMixin, SparseInputMixin, RecommenderMixin, BaseEstimator):
     """Re-rank a few-shot adapter's top candidates with a LightGBM ranker.
 
     Stage one, the candidate adapter (e.g. :class:`ClosedFormFoldIn`), scores the
@@ -715,12 +715,6 @@ class LightGBMReranker(DerivedCachesMixin, RecommenderMixin, BaseEstimator):
         np.put_along_axis(out, order[:, :n_cand], head, axis=1)
         np.put_along_axis(out, order[:, n_cand:], _below(head, ordered[:, n_cand:]), axis=1)
         return out
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.input_tags.positive_only = True
-        return tags
 
 
 def _plain_fold_in(adapter):
