@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from ._core.validation import check_interactions
+from ._core.validation import check_int, check_interactions
 from .metrics import METRICS, ndcg_at_k, recall_at_k
 
 __all__ = [
@@ -34,12 +34,6 @@ __all__ = [
     "item_kshot_split",
     "make_item_kshot_scorer",
 ]
-
-
-def _check_int(value, name, low):
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
-    return int(value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,8 +120,8 @@ def item_kshot_split(X, n_shots, *, test_size=0.1, timestamps=None, min_query=1,
     True
     """
     X = check_interactions(X, name="X", dtype=np.float64)
-    n_shots = _check_int(n_shots, "n_shots", 0)
-    min_query = _check_int(min_query, "min_query", 1)
+    n_shots = check_int(n_shots, "n_shots", 0)
+    min_query = check_int(min_query, "min_query", 1)
     if not 0 < test_size < 1:
         raise ValueError(f"test_size must be a share of the items in (0, 1), got {test_size!r}.")
     rng = check_random_state(random_state)
@@ -313,7 +307,7 @@ def item_kshot_curve(
     shots = (n_shots,) if isinstance(n_shots, Integral) else tuple(n_shots)
     if not shots:
         raise ValueError("n_shots is empty; pass the support sizes to measure, e.g. (1, 3, 5).")
-    k = _check_int(k, "k", 1)
+    k = check_int(k, "k", 1)
     rows = []
     for n in shots:
         split = item_kshot_split(
@@ -419,9 +413,9 @@ min_query=1, random_state=0)
     return _ItemKShotScorer(
         metric,
         direction,
-        _check_int(k, "k", 1),
-        _check_int(n_shots, "n_shots", 0),
+        check_int(k, "k", 1),
+        check_int(n_shots, "n_shots", 0),
         test_size,
-        _check_int(min_query, "min_query", 1),
+        check_int(min_query, "min_query", 1),
         random_state,
     )

@@ -19,7 +19,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 
 from ._core.csr import row_of_nonzeros, split_rows
-from ._core.validation import check_interactions
+from ._core.validation import check_int, check_interactions
 from ._item_protocol import (
     evaluate_item_kshot,
     item_kshot_curve,
@@ -39,17 +39,6 @@ __all__ = [
     "support_query_split",
     "train_test_split_users",
 ]
-
-
-def _check_int(value, name, min_value):
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(
-            f"{name} must be an integer >= {min_value}, got {value!r} of type "
-            f"{type(value).__name__}."
-        )
-    if value < min_value:
-        raise ValueError(f"{name} must be >= {min_value}, got {value}.")
-    return int(value)
 
 
 def train_test_split_users(
@@ -236,7 +225,7 @@ def support_query_split(X, n_shots, *, timestamps=None, random_state=None):
     """
     container = sp.csr_array if isinstance(X, sp.sparray) else sp.csr_matrix
     X = _check_interaction_matrix(X)
-    n_shots = _check_int(n_shots, "n_shots", 0)
+    n_shots = check_int(n_shots, "n_shots", 0)
     times = None if timestamps is None else _times_of_nonzeros(timestamps, X)
     rng = check_random_state(random_state)
 
@@ -276,7 +265,7 @@ def filter_users(X, min_interactions, *, return_indices=False):
     array([0, 2])
     """
     X = check_interactions(X)
-    min_interactions = _check_int(min_interactions, "min_interactions", 0)
+    min_interactions = check_int(min_interactions, "min_interactions", 0)
     keep = np.diff(X.indptr) >= min_interactions
     return np.flatnonzero(keep) if return_indices else keep
 
@@ -412,9 +401,9 @@ def make_fewshot_scorer(metric="ndcg", *, k=20, n_shots=5, min_query=1, random_s
         raise ValueError(f"Unknown metric {metric!r}; choose among {list(METRICS)}.")
     return _FewShotScorer(
         metric,
-        _check_int(k, "k", 1),
-        _check_int(n_shots, "n_shots", 0),
-        _check_int(min_query, "min_query", 1),
+        check_int(k, "k", 1),
+        check_int(n_shots, "n_shots", 0),
+        check_int(min_query, "min_query", 1),
         random_state,
     )
 
@@ -489,11 +478,11 @@ def fewshot_curve(
     shots = (n_shots,) if isinstance(n_shots, Integral) else tuple(n_shots)
     if not shots:
         raise ValueError("n_shots is empty; pass the support sizes to measure, e.g. (1, 3, 5).")
-    shots = tuple(_check_int(n, "each n_shots", 0) for n in shots)
+    shots = tuple(check_int(n, "each n_shots", 0) for n in shots)
     if len(set(shots)) != len(shots):
         raise ValueError(f"n_shots lists a value twice: {list(shots)}.")
-    k = _check_int(k, "k", 1)
-    min_query = _check_int(min_query, "min_query", 1)
+    k = check_int(k, "k", 1)
+    min_query = check_int(min_query, "min_query", 1)
     names = _check_metric_names(metrics)
     X = _check_interaction_matrix(X)
     n_per_user = np.diff(X.indptr)

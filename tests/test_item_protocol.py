@@ -217,3 +217,11 @@ def test_wrapped_popularity_penalty_adds_new_items(clustered):
     knob.fit(X[:, :80]).add_items(X[:, 80:])
     ids, _ = knob.recommend(X[:20], k=5, items=np.arange(80, 100))
     assert ids.min() >= 80 and knob.n_features_in_ == 100
+
+
+def test_integer_settings_are_checked_like_the_user_protocol():
+    X = sp.random(40, 30, density=0.3, format="csr", random_state=0)
+    with pytest.raises(TypeError, match="n_shots must be an integer >= 0, got 1.5"):
+        item_kshot_split(X, 1.5)
+    with pytest.raises(ValueError, match="min_query must be >= 1, got 0"):
+        item_kshot_split(X, 1, min_query=0)

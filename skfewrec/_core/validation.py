@@ -227,6 +227,29 @@ def _check_real_dtype(dtype, name):
         )
 
 
+def check_int(value, name, min_value):
+    """Check an integer setting: a TypeError for a non-integer, a ValueError below the bound.
+
+    Examples
+    --------
+    >>> from skfewrec._core.validation import check_int
+    >>> check_int(3, "n_shots", 0)
+    3
+    >>> check_int(1.5, "n_shots", 0)
+    Traceback (most recent call last):
+    ...
+    TypeError: n_shots must be an integer >= 0, got 1.5 of type float.
+    """
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(
+            f"{name} must be an integer >= {min_value}, got {value!r} of type "
+            f"{type(value).__name__}."
+        )
+    if value < min_value:
+        raise ValueError(f"{name} must be >= {min_value}, got {value}.")
+    return int(value)
+
+
 def check_k(k, n_items, *, name="k", or_none=False, too_large=None):
     """Check a top-k size against the number of rankable items.
 
