@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 import skfewrec
 from skfewrec import ALSFactors, ClosedFormFoldIn, MostPopular
-
+from skfewrec.apps._answer import recommend_log
 from skfewrec.persistence import MANIFEST, META, BundleError
 from skfewrec.preprocessing import InteractionEncoder
 
@@ -118,7 +118,9 @@ def test_binarize_counts_every_kept_cell_once(ratings):
 
 def test_encode_returns_the_raw_seen_items(ratings):
     enc = InteractionEncoder(value_col="stars", min_value=4, binarize=True).fit(ratings)
-    new = pd.DataFrame({"user": [9, 9, 8, 9], "item": ["a", "c", "c", "zzz"], "stars": [1, 5, 2, 1]})
+    new = pd.DataFrame(
+        {"user": [9, 9, 8, 9], "item": ["a", "c", "c", "zzz"], "stars": [1, 5, 2, 1]}
+    )
     # "zzz" is unknown but rated 1: filtered first, so no error and no column
     X, seen, users = enc.encode(new, return_seen=True)
     assert users.tolist() == [9, 8]
@@ -232,3 +234,207 @@ def test_legacy_bundle_encoder_has_the_old_contract():
     model, enc = skfewrec.load(LEGACY / "closed_form_encoded.zip", return_encoder=True)
     assert (enc.min_value, enc.binarize, enc.duplicates) == (None, False, "sum")
     assert isinstance(model, ClosedFormFoldIn)
+
+
+# ------------------------------------------------------------------- logs are not matrices
+
+
+def _ml_like_log(n_users=50, n_items=80, n_events=600, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "userId": rng.integers(1, n_users + 1, n_events),
+            "movieId": rng.integers(1, n_items + 1, n_events),
+            "rating": rng.integers(1, 6, n_events).astype(float),
+            "timestamp": rng.integers(881250949, 891250949, n_events),
+        }
+    )
+
+
+ESTIMATORS = [
+    lambda: MostPopular(),
+    lambda: ClosedFormFoldIn(factors=ALSFactors(n_components=2, random_state=0)),
+    lambda: ALSFactors(n_components=2, random_state=0),
+    lambda: skfewrec.EASE(),
+    lambda: skfewrec.ItemKNN(),
+]
+
+
+@pytest.mark.parametrize("make", ESTIMATORS)
+@pytest.mark.parametrize(
+    "how",
+    ["frame3", "frame_named_numeric", "array3", "array4", "array2", "object_frame", "datetime"],
+)
+def test_a_long_log_is_refused_with_how_to_encode_it(make, how):
+    log = _ml_like_log()
+    X = {
+        "frame3": log[["userId", "movieId", "rating"]],
+        "frame_named_numeric": log[["userId", "movieId"]],
+        "array3": log[["userId", "movieId", "rating"]].to_numpy(),
+        "array4": log.to_numpy().astype(float),
+        "array2": log[["userId", "movieId"]].to_numpy(),
+        "object_frame": log.assign(userId="u" + log["userId"].astype(str)).rename(
+            columns={"userId": "a", "movieId": "b"}
+        )[["a", "b", "rating"]],
+        "datetime": pd.DataFrame(
+            {"x": pd.to_datetime(log["timestamp"], unit="s"), "y": log["rating"]}
+        ),
+    }[how]
+    with pytest.raises(ValueError, match="looks like a long interaction log") as info:
+        make().fit(X)
+    assert "InteractionEncoder" in str(info.value) and "make_pipeline" in str(info.value)
+
+
+def test_matrices_are_not_taken_for_logs(small_interactions):
+    rng = np.random.default_rng(0)
+    # a dense matrix of a few items with float values, counts with few distinct values,
+    # a wide integer matrix, and any sparse matrix: all still fit
+    for X in (
+        3 * rng.uniform(size=(200, 3)),
+        rng.integers(0, 3, size=(200, 3)),
+        rng.integers(0, 50, size=(200, 5)),
+        sp.csr_matrix(_ml_like_log()[["userId", "movieId", "rating"]].to_numpy()),
+        pd.DataFrame(small_interactions.toarray()),
+    ):
+        assert MostPopular().fit(X).n_features_in_ == X.shape[1]
+
+
+def test_recommend_refuses_a_log_too(small_interactions):
+    rec = MostPopular().fit(small_interactions)
+    with pytest.raises(ValueError, match="looks like a long interaction log"):
+        rec.recommend(_ml_like_log()[["userId", "movieId", "rating"]], k=5)
+
+
+# ------------------------------------------------------------------- degenerate fits
+
+
+def test_fitting_a_one_by_one_log_warns():
+    log = pd.DataFrame({"user": [1], "item": ["a"]})
+    X = InteractionEncoder().fit_transform(log)
+    with pytest.warns(UserWarning, match="a single user and a single item"):
+        MostPopular().fit(X)
+
+
+def test_more_factors_than_items_warns(small_interactions):
+    X = small_interactions[:, :6]
+    with pytest.warns(UserWarning, match="n_components=8 is larger than the 6 items"):
+        ALSFactors(n_components=8, random_state=0).fit(X)
+    with pytest.warns(UserWarning, match="n_components=8 is larger than the 6 items"):
+        ClosedFormFoldIn(factors=ALSFactors(n_components=8, random_state=0)).fit(X)
+    prefit = ALSFactors.from_arrays(np.random.default_rng(0).random((6, 8)))
+    from sklearn.frozen import FrozenEstimator
+
+    with pytest.warns(UserWarning, match="8 factors for 6 items"):
+        ClosedFormFoldIn(factors=FrozenEstimator(prefit)).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        ALSFactors(n_components=6, random_state=0).fit(X)
+
+
+# ------------------------------------------------------------------- the one door
+
+
+@pytest.fixture(scope="module")
+def rated():
+    """A ratings log, and a model fitted on it with 4+ stars as likes."""
+    log = _synthetic_ratings()
+    train = log[log["user"].isin([f"u{u}" for u in range(250)])]
+    test = log[~log.index.isin(train.index)]
+    enc = InteractionEncoder(value_col="stars", min_value=4, binarize=True, handle_unknown="ignore")
+    rec = ClosedFormFoldIn(factors=ALSFactors(n_components=8, random_state=0))
+    rec.fit(enc.fit_transform(train))
+    return enc, rec, train, test
+
+
+def _by_user(answers):
+    return answers.sort_values(["user", "rank"], kind="stable").reset_index(drop=True)
+
+
+def test_raw_and_prefiltered_logs_give_identical_answers(rated):
+    enc, rec, _, test = rated
+    # duplicates of kept events too: binarize makes them count once
+    raw = pd.concat([test, test[test["stars"] >= 4].iloc[::3]]).sample(frac=1.0, random_state=0)
+    prefiltered = raw[raw["stars"] >= 4]
+    kept_users = pd.unique(prefiltered["user"])
+    # filter_seen=False: the model's input is the same, so the answers are identical
+    a = recommend_log(rec, enc, raw, k=10, filter_seen=False)
+    b = recommend_log(rec, enc, prefiltered, k=10, filter_seen=False)
+    assert a["user"].unique().tolist() == pd.unique(raw["user"]).tolist()  # input order
+    pd.testing.assert_frame_equal(_by_user(a[a["user"].isin(kept_users)]), _by_user(b))
+    # filter_seen=True: the same ranking, minus the items of the raw log (low ratings too)
+    a = recommend_log(rec, enc, raw, k=10)
+    b = recommend_log(rec, enc, prefiltered, k=40)
+    seen = set(zip(raw["user"], raw["item"]))
+    assert not any(pair in seen for pair in zip(a["user"], a["item"]))
+    expected = b[[pair not in seen for pair in zip(b["user"], b["item"])]]
+    expected = expected.groupby("user", sort=False).head(10)
+    expected = expected.assign(rank=expected.groupby("user", sort=False).cumcount() + 1)
+    pd.testing.assert_frame_equal(_by_user(a[a["user"].isin(kept_users)]), _by_user(expected))
+
+
+def test_recommend_log_matches_the_encoded_matrix(rated):
+    enc, rec, _, test = rated
+    out = recommend_log(rec, enc, test, k=5)
+    X, seen, users = enc.encode(test, return_seen=True)
+    ids, scores = rec._recommend(X, 5, seen=seen)
+    assert list(out.columns) == ["user", "item", "stars", "rank"][:2] + ["score", "rank"]
+    np.testing.assert_array_equal(
+        out["user"].to_numpy().reshape(-1, 5), users[:, None].repeat(5, 1)
+    )
+    np.testing.assert_array_equal(out["item"].to_numpy().reshape(-1, 5), enc.inverse_items(ids))
+    np.testing.assert_allclose(out["score"].to_numpy().reshape(-1, 5), scores)
+    assert out["rank"].tolist() == [1, 2, 3, 4, 5] * len(users)
+
+
+def test_recommend_log_options(rated):
+    enc, rec, _, test = rated
+    items = enc.item_ids_
+    out = recommend_log(rec, enc, test, k=3, exclude=list(items[:10]) + ["never-seen"])
+    assert not out["item"].isin(items[:10]).any()
+    out = recommend_log(rec, enc, test, k=3, items=items[:20], user_col="who", item_col="what")
+    assert list(out.columns) == ["who", "what", "score", "rank"]
+    assert out["what"].isin(items[:20]).all()
+    with pytest.raises(ValueError, match="larger than the 20 items"):
+        recommend_log(rec, enc, test, k=21, items=items[:20])
+    with pytest.raises(ValueError, match=f"larger than the {len(items)} items"):
+        recommend_log(rec, enc, test, k=len(items) + 1)
+    with pytest.raises(ValueError, match="not seen in fit"):
+        recommend_log(
+            rec,
+            InteractionEncoder(value_col="stars").fit(rated[2]),
+            test,
+            k=3,
+            items=["never-seen"],
+        )
+    with pytest.raises(ValueError, match="distinct names"):
+        recommend_log(rec, enc, test, k=3, user_col="score")
+    with pytest.raises(ValueError, match="needs the model's id maps"):
+        recommend_log(rec, None, test, k=3)
+    empty = recommend_log(rec, enc, test.iloc[:0], k=3)
+    assert list(empty.columns) == ["user", "item", "score", "rank"] and len(empty) == 0
+    # a user whose every item is seen gets no rows, the others theirs
+    everything = pd.DataFrame({"user": "all", "item": items, "stars": 5})
+    both = pd.concat([everything, test[test["user"] == test["user"].iloc[0]]])
+    out = recommend_log(rec, enc, both, k=3)
+    assert "all" not in set(out["user"]) and len(out) == 3
+
+
+def test_pipeline_recommend_is_recommend_log(rated):
+    enc, rec, train, test = rated
+    pipe = skfewrec.make_pipeline(clone_encoder(enc), clone_rec(rec)).fit(train)
+    pd.testing.assert_frame_equal(pipe.recommend(test, k=5), recommend_log(pipe, None, test, k=5))
+    pd.testing.assert_frame_equal(pipe.recommend(test, k=5), recommend_log(rec, enc, test, k=5))
+    with pytest.raises(ValueError, match="pass encoder=None"):
+        recommend_log(pipe, enc, test, k=5)
+
+
+def clone_encoder(enc):
+    from sklearn.base import clone
+
+    return clone(enc)
+
+
+def clone_rec(rec):
+    from sklearn.base import clone
+
+    return clone(rec)
