@@ -67,7 +67,7 @@ def test_min_value_filters_before_anything_else(ratings):
     enc = InteractionEncoder(value_col="stars", min_value=4).fit(low_only)
     assert "zzz" not in enc.item_ids_
     X, users = enc.encode(low_only)
-    assert users.tolist() == ["u1", "u2", "u3", "u4"]  # first appearance, filtered users too
+    assert users.tolist() == ["u1", "u2", "u3", "u4"]  # filtered-out users keep a row
     assert X[3].nnz == 0
 
 
@@ -123,9 +123,9 @@ def test_encode_returns_the_raw_seen_items(ratings):
     )
     # "zzz" is unknown but rated 1: filtered first, so no error and no column
     X, seen, users = enc.encode(new, return_seen=True)
-    assert users.tolist() == [9, 8]
-    np.testing.assert_array_equal(X.toarray(), [[0, 0, 1], [0, 0, 0]])
-    np.testing.assert_array_equal(seen.toarray(), [[1, 0, 1], [0, 0, 1]])
+    assert users.tolist() == [8, 9]
+    np.testing.assert_array_equal(X.toarray(), [[0, 0, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(seen.toarray(), [[0, 0, 1], [1, 0, 1]])
     assert seen.shape == X.shape and seen.format == "csr"
     with pytest.raises(TypeError, match="return_seen must be True or False"):
         enc.encode(new, return_seen="yes")
@@ -377,12 +377,15 @@ def test_recommend_log_matches_the_encoded_matrix(rated):
     out = recommend_log(rec, enc, test, k=5)
     X, seen, users = enc.encode(test, return_seen=True)
     ids, scores = rec._recommend(X, 5, seen=seen)
-    assert list(out.columns) == ["user", "item", "stars", "rank"][:2] + ["score", "rank"]
+    assert list(out.columns) == ["user", "item", "score", "rank"]
+    # the encoder's rows are sorted users; the answer follows the log's order
+    order = pd.Index(users).get_indexer(pd.unique(test["user"]))
+    assert out["user"].unique().tolist() == pd.unique(test["user"]).tolist()
+    np.testing.assert_array_equal(out["user"].to_numpy().reshape(-1, 5)[:, 0], users[order])
     np.testing.assert_array_equal(
-        out["user"].to_numpy().reshape(-1, 5), users[:, None].repeat(5, 1)
+        out["item"].to_numpy().reshape(-1, 5), enc.inverse_items(ids[order])
     )
-    np.testing.assert_array_equal(out["item"].to_numpy().reshape(-1, 5), enc.inverse_items(ids))
-    np.testing.assert_allclose(out["score"].to_numpy().reshape(-1, 5), scores)
+    np.testing.assert_allclose(out["score"].to_numpy().reshape(-1, 5), scores[order])
     assert out["rank"].tolist() == [1, 2, 3, 4, 5] * len(users)
 
 

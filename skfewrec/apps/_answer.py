@@ -359,4 +359,6 @@ def recommend_log(
         exclude=deny if deny is None or deny.size else None,
         seen=seen,
     )
-    return _answer_frame(users, ids, scores, encoder, user_name, item_name)
+    # the encoder's rows are sorted users: answer in the order they first appear in df
+    order = pd.Index(users).get_indexer(pd.unique(df[encoder.user_col].to_numpy()))
+    return _answer_frame(users[order], ids[order], scores[order], encoder, user_name, item_name)

@@ -262,11 +262,13 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
     Notes
     -----
     ``encode`` and ``transform`` return one row per user of the log being
-    encoded, in the **order of their first appearance** in that log (users whose
-    events were all filtered out get an empty row), so answers come back in the
-    order users were asked about. ``fit_transform`` builds the training matrix,
-    whose rows follow the sorted ``user_ids_``. Users need not have been seen in
-    ``fit`` (new users are the point of few-shot recommendation); items must.
+    encoded, in sorted order of the raw user ids, as ``fit_transform``'s rows
+    follow ``user_ids_`` (so ``fit(log).transform(log)`` equals
+    ``fit_transform(log)``, and :meth:`encode_timestamps` aligns with both); a
+    user whose events were all filtered out gets an empty row.
+    :func:`skfewrec.apps._answer.recommend_log` answers in the order users first
+    appear in the log. Users need not have been seen in ``fit`` (new users are the
+    point of few-shot recommendation); items must.
 
     The encoder takes DataFrames, not arrays, so it is kept out of scikit-learn's
     generic estimator checks (``_skfewrec_skip_common_checks``); it still supports
@@ -489,8 +491,8 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         times = _check_times(df[self.time_col], self.time_col) if timestamps else None
         order = self._order(df)
         if codes is None:
-            # rows in the order users first appear in the log (filtered-out users too)
-            user_codes, users = pd.factorize(df[self.user_col], sort=False)
+            # every user of the log has a row, filtered-out users too
+            user_codes, users = _sorted_codes(df[self.user_col], self.user_col)
             user_ids = np.asarray(users)
             items = df[self.item_col]
             raw_codes = None
@@ -577,8 +579,8 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
             Only when ``return_seen=True``: 1 for every catalogue item of each
             user's raw log (kept or filtered, whatever its value), aligned with ``X``.
         user_ids : ndarray of shape (n_users,)
-            The raw user id of each row: the users of ``df`` in order of first
-            appearance (a user whose events were all filtered out has an empty row).
+            The raw user id of each row: the sorted unique users of ``df`` (a user
+            whose events were all filtered out has an empty row).
 
         Examples
         --------
@@ -587,8 +589,8 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         >>> enc = InteractionEncoder().fit(pd.DataFrame({"user": [1, 2], "item": [10, 20]}))
         >>> X, users = enc.encode(pd.DataFrame({"user": [9, 9, 5], "item": [20, 20, 10]}))
         >>> X.toarray(), users
-        (array([[0., 2.],
-               [1., 0.]], dtype=float32), array([9, 5]))
+        (array([[1., 0.],
+               [0., 2.]], dtype=float32), array([5, 9]))
 
         A 1-star rating is filtered out of ``X`` but stays in ``seen``:
 
@@ -639,7 +641,7 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         return T, user_ids
 
     def transform(self, df):
-        """Encode a log into a user x item matrix (rows: users in order of first appearance).
+        """Encode a log into a user x item matrix (rows: sorted unique users of ``df``).
 
         Parameters
         ----------
@@ -663,7 +665,7 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, df, y=None):
-        """Fit on a log and encode it; rows follow ``user_ids_`` (sorted).
+        """Fit on a log and encode it; rows follow ``user_ids_``.
 
         Parameters
         ----------
