@@ -312,3 +312,75 @@ def extend_with_vectors(factors, X_new_items, vectors):
         grown["item_counts_"] = np.concatenate([factors.item_counts_, counts])
     grown["n_features_in_"] = int(factors.n_features_in_ + counts.size)
     return factors._replace(**grown)
+
+
+def extend_item_ids(encoder, ids):
+    """A copy of an ``InteractionEncoder`` whose catalogue has ``ids`` appended.
+
+    New items take the columns after the existing ones, as ``add_items`` gives
+    them; the encoder is not modified. Integer catalogues take integers (or
+    their decimal text); others take the ids as given.
+
+    Parameters
+    ----------
+    encoder : InteractionEncoder
+        A fitted encoder.
+    ids : sequence
+        The new raw item ids: distinct and not in the catalogue.
+
+    Returns
+    -------
+    encoder : InteractionEncoder
+        The grown copy.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skfewrec.preprocessing import InteractionEncoder
+    >>> from skfewrec.adapters._items import extend_item_ids
+    >>> enc = InteractionEncoder().fit(pd.DataFrame({"user": [1, 2], "item": [10, 20]}))
+    >>> extend_item_ids(enc, [15]).item_ids_.tolist(), enc.n_items_
+    ([10, 20, 15], 2)
+    """
+    from sklearn.base import clone
+
+    old = encoder.item_ids_
+    ids = list(ids)
+    if old.dtype.kind in "iu":
+        bad = [i for i in ids if isinstance(i, bool) or not _is_integer(i)]
+        if bad:
+            raise ValueError(
+                f"This catalogue's item ids are integers; got {bad[:5]!r}. Send integer ids."
+            )
+        new = np.array([int(i) for i in ids], dtype=old.dtype)
+    else:
+        new = np.empty(len(ids), dtype=object)
+        new[:] = ids
+    if len(set(new.tolist())) != len(ids):
+        raise ValueError("The new item ids repeat; send each new item once.")
+    known = encoder._item_lookup.get_indexer(new) >= 0
+    if known.any():
+        raise ValueError(
+            f"Item id(s) already in the catalogue: {new[known][:5].tolist()!r}; new items "
+            "need new ids."
+        )
+    grown = clone(encoder)
+    fitted = {k: v for k, v in vars(encoder).items() if k.endswith("_") and not k.startswith("_")}
+    vars(grown).update(fitted)
+    grown.item_ids_ = np.concatenate([old, new]) if old.dtype != object else _objects(old, new)
+    grown.n_items_ = int(grown.item_ids_.size)
+    grown._rebuild()
+    return grown
+
+
+def _is_integer(value):
+    if isinstance(value, int | np.integer):
+        return True
+    return isinstance(value, str) and value.strip().lstrip("-").isdigit()
+
+
+def _objects(old, new):
+    out = np.empty(old.size + new.size, dtype=object)
+    out[: old.size] = old
+    out[old.size :] = new
+    return out
