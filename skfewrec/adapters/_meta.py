@@ -12,7 +12,11 @@ moves the meta-parameters (the start ``theta``, ``log_steps``, ``exponents``
 and the temperature ``log_tau`` of the query loss) with Adam along the exact
 gradient of a listwise query loss through the unrolled steps
 (:func:`meta_gradient`), or Reptile's direction (:func:`reptile_direction`),
-keeping the meta-parameters of the best validation NDCG.
+keeping the meta-parameters of the best validation NDCG. The episodes of a
+user are played by a :class:`MetaTask`: the estimator's own factors, or, when
+the meta-learning is cross-fitted, the factors of the user's fold (fitted
+without that fold's users), with the start ``theta`` relative to the task's
+``base``.
 
 All the numbers are in the estimator's rescaled units (item factors of unit
 mean squared norm); nothing here knows about estimators.
