@@ -1,5 +1,6 @@
 """The ``skfewrec`` command line: fit, recommend, evaluate, demo; exit codes and messages."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -383,3 +384,192 @@ def test_recommend_refuses_a_model_that_lost_its_items(bundle, logs, tmp_path, c
     out = tmp_path / "out.csv"
     code, _, err = _run(["recommend", str(bundle), str(logs / "new.csv"), "-o", str(out)], capsys)
     assert code == 1 and "MostPopular.recommend answered" in err and "empty slots" in err
+
+
+# ------------------------------------------------------------------ issue 11: formats and extras
+def _rows_of(path):
+    top = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path)
+    return top[["user", "rank", "item"]].astype(str).values.tolist()
+
+
+def test_recommend_writes_real_parquet(bundle, logs, tmp_path):
+    csv, parquet = tmp_path / "top.csv", tmp_path / "top.parquet"
+    args = ["recommend", str(bundle), str(logs / "new.csv"), "-k", "3", "-q"]
+    assert main([*args, "-o", str(csv)]) == 0
+    assert main([*args, "-o", str(parquet), "--chunk-size", "7"]) == 0
+    assert parquet.read_bytes()[:4] == b"PAR1"  # not CSV text under a .parquet name
+    top = pd.read_parquet(parquet)
+    assert list(top.columns) == ["user", "rank", "item", "score"]
+    assert _rows_of(parquet) == _rows_of(csv)
+    np.testing.assert_allclose(top.score, pd.read_csv(csv).score, rtol=1e-5)
+
+
+def test_parquet_without_pyarrow_is_refused_before_any_work(bundle, logs, tmp_path, capsys,
+                                                           monkeypatch):  # fmt: skip
+    from skfewrec.apps import _answer
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setattr(_answer, "load_bundle", lambda path: pytest.fail("loaded the model"))
+    out = tmp_path / "top.parquet"
+    code, _, err = _run(["recommend", str(bundle), str(logs / "new.csv"), "-o", str(out)], capsys)
+    assert code == 2 and not out.exists()
+    assert "writing Parquet needs pyarrow, which is not installed: pip install pyarrow" in err
+    code, _, err = _run(["fit", str(logs / "train.parquet"), "-o", str(out), *COLS], capsys)
+    assert code == 2 and "reading Parquet needs pyarrow" in err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "command, module, message",
+    [
+        (["evaluate", "--data", "synthetic"], "matplotlib", "pip install 'skfewrec[plot]', or"),
+        (["serve", "{bundle}"], "fastapi", "serving needs fastapi, which is not installed"),
+        (["serve", "{bundle}"], "uvicorn", "pip install 'skfewrec[serve]'"),
+    ],
+)
+def test_missing_extras_are_named_before_any_work(command, module, message, bundle, capsys,
+                                                  monkeypatch):  # fmt: skip
+    from skfewrec.apps import _answer, cli
+
+    monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.setattr(cli, "_evaluation_data", lambda args: pytest.fail("evaluated"))
+    monkeypatch.setattr(_answer, "load_bundle", lambda path: pytest.fail("loaded the model"))
+    code, out, err = _run([c.format(bundle=bundle) for c in command], capsys)
+    assert code == 2 and out == "" and message in err, err
+    assert len(err.splitlines()) == 1
+
+
+def test_fit_reads_headerless_files_with_a_real_separator(logs, tmp_path, capsys):
+    frame = pd.read_csv(logs / "train.csv")
+    frame["uid"] = frame.uid.str[1:].astype(int)
+    frame[["uid", "movie", "stars", "ts"]].to_csv(
+        tmp_path / "u.data", sep="\t", header=False, index=False
+    )
+    frame[["uid", "movie", "stars", "ts"]].to_csv(
+        tmp_path / "log.txt", sep="\t", header=False, index=False
+    )
+    out = tmp_path / "m.zip"
+    # a headerless file is recognised for what it is
+    code, _, err = _run(["fit", str(tmp_path / "u.data"), "-o", str(out), *FAST], capsys)
+    assert code == 2 and "looks like data, not column names: pass --no-header" in err
+    runs = [
+        [str(tmp_path / "u.data"), "--no-header", "--user-col", "0", "--item-col", "1"],
+        [str(tmp_path / "log.txt"), "--sep", "\\t", "--no-header", "--user-col", "0",
+         "--item-col", "1"],
+        [str(tmp_path / "log.txt"), "--sep", "tab", "--names", "u,i,r,t", "--user-col", "u",
+         "--item-col", "i", "--value-col", "r"],
+        [str(tmp_path / "log.txt"), "--format", "tsv", "--no-header", "--user-col", "0",
+         "--item-col", "1"],
+    ]  # fmt: skip
+    for run in runs:
+        code, _, err = _run(["fit", *run, "-o", str(out), *FAST], capsys)
+        assert code == 0, (run, err)
+        model, enc = skfewrec.load(out, return_encoder=True)
+        assert model.n_features_in_ == frame.movie.nunique()
+        assert enc.item_ids_.tolist() == sorted(frame.movie.unique())
+    # a literal one-character separator still works, and a wrong one is explained
+    comma = ["--sep", ",", "--no-header", "--user-col", "0", "--item-col", "1", *FAST]
+    code, _, err = _run(["fit", str(tmp_path / "log.txt"), "-o", str(out), *comma], capsys)
+    assert code == 2 and "--sep" in err
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", ["ml-100k", "ml-latest-small"])
+def test_fit_reads_the_movielens_folders_evaluate_reads(name, tmp_path, capsys):
+    from conftest import data_path
+
+    from skfewrec.datasets import load_movielens
+
+    folder = data_path(name)
+    out = tmp_path / "m.zip"
+    code, _, err = _run(
+        ["fit", str(folder), "-o", str(out), "--value-col", "rating", "--min-value", "4",
+         "--binarize", *FAST],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    model, enc = skfewrec.load(out, return_encoder=True)
+    data = load_movielens(folder, min_rating=4, binarize=True)
+    np.testing.assert_array_equal(enc.item_ids_, data.item_ids)
+    assert model.n_features_in_ == data.X.shape[1]
+
+
+def test_every_option_says_what_it_does():
+    from skfewrec.apps.cli import build_parser
+    from skfewrec.apps.demo import main as demo_main
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    missing = [
+        f"{name} {'/'.join(action.option_strings) or action.dest}"
+        for name, sub in commands.items()
+        for action in sub._actions
+        if not action.help and not isinstance(action, argparse._HelpAction)
+    ]
+    assert missing == []
+    assert "--models" in commands["evaluate"].format_help()
+    help_text = " ".join(commands["evaluate"].format_help().split())
+    assert "shot counts of the curve" in help_text and "write no plot" in help_text
+    assert "3 the address cannot be listened on" in " ".join(
+        commands["serve"].format_help().split()
+    )
+    with pytest.raises(SystemExit):
+        demo_main(["--help"])
+
+
+def test_recommend_answers_users_in_input_order(bundle, logs, tmp_path, capsys):
+    new = pd.read_csv(logs / "new.csv")
+    order = list(dict.fromkeys(new.uid))[::-1]  # e.g. u299 first, then u298, ...
+    shuffled = pd.concat([new[new.uid == u] for u in order])
+    shuffled.to_csv(tmp_path / "new.csv", index=False)
+    for fmt in ("csv", "jsonl"):
+        out = tmp_path / f"top.{fmt}"
+        args = ["recommend", str(bundle), str(tmp_path / "new.csv"), "-k", "2", "-o", str(out)]
+        assert main([*args, "-q", "--chunk-size", "7"]) == 0
+        if fmt == "csv":
+            users = list(dict.fromkeys(pd.read_csv(out).user))
+        else:
+            users = [json.loads(line)["user"] for line in out.read_text().splitlines()]
+        assert users == order
+
+
+def test_k_over_the_catalogue_is_the_same_error_as_in_python(bundle, logs, capsys):
+    model, enc = skfewrec.load(bundle, return_encoder=True)
+    X, _ = enc.encode(pd.read_csv(logs / "new.csv"))
+    with pytest.raises(ValueError) as python:
+        model.recommend(X, k=100000)
+    code, out, err = _run(["recommend", str(bundle), str(logs / "new.csv"), "-k", "100000"],
+                          capsys)  # fmt: skip
+    assert code == 2 and out == ""
+    assert err.strip() == f"skfewrec recommend: error: {python.value}"
+
+
+def test_demo_quiet_prints_the_table_without_progress(monkeypatch, capsys):
+    import skfewrec.apps.demo as demo
+
+    curve = pd.DataFrame(
+        {"model": ["m", "m"], "n_shots": [1, 3], "ndcg": [0.25, 0.5], "recall": [0.1, 0.2]}
+    )
+    calls = []
+    monkeypatch.setattr(demo, "run", lambda data, quiet=False: calls.append(quiet) or curve)
+    assert main(["demo", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert calls == [True] and "NDCG@20 on new users" in out and "0.25" in out
+
+
+def test_fit_rerank_shows_labelled_progress(logs, tmp_path, capsys):
+    code, _, err = _run(
+        ["fit", str(logs / "train.csv"), "-o", str(tmp_path / "r.zip"), *COLS, "--model",
+         "rerank", *FAST[:-1]],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    for k in range(1, 6):
+        assert f"fold {k}/5: candidate adapter on" in err
+    assert "LightGBM: training the ranker on" in err and "trees in" in err
+    assert "candidate adapter: final fit on all 250 warm users" in err
+    code, _, err = _run(
+        ["fit", str(logs / "train.csv"), "-o", str(tmp_path / "r.zip"), *COLS, "--model",
+         "rerank", *FAST],
+        capsys,
+    )  # fmt: skip
+    assert code == 0 and err == ""

@@ -546,3 +546,64 @@ def test_serve_startup_errors_are_clear_and_documented(model, encoder, tmp_path,
     err = capsys.readouterr().err
     assert "cannot listen on 192.0.2.1:0: Cannot assign requested address" in err
     assert err.count("\n") == 1  # one line, no traceback
+
+
+# ---------------------------------------------------------------- issue 11: smaller doors
+def test_openapi_documents_the_scoring_routes_with_their_models(client):
+    schema = client.get("/openapi.json").json()
+    for path, request, response in [
+        ("/recommend", "RecommendRequest", "RecommendResponse"),
+        ("/recommend/batch", "BatchRequest", "BatchResponse"),
+    ]:
+        post = schema["paths"][path]["post"]
+        body = post["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": f"#/components/schemas/{request}"}
+        ok = post["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok == {"$ref": f"#/components/schemas/{response}"}
+        assert {"400", "413", "422", "500"} <= set(post["responses"])
+    models = schema["components"]["schemas"]
+    assert set(models["RecommendRequest"]["properties"]) == {
+        "items", "values", "k", "exclude", "filter_seen"
+    }  # fmt: skip
+    assert models["RecommendRequest"]["required"] == ["items"]
+    assert set(models["RecommendResponse"]["properties"]) == {"items", "scores", "unknown"}
+    assert "/health" in schema["paths"] and "/model" in schema["paths"]
+    # the routes still parse their bodies themselves: same messages as before
+    answer = client.post("/recommend", json={"items": ["m1"], "user": 3})
+    assert answer.status_code == 422 and "unknown field" in answer.json()["detail"]
+
+
+def test_k_over_the_catalogue_is_python_s_error(model, encoder):
+    app = create_app(model, encoder=encoder, max_k=1000)
+    server, url = serve_in_thread(app)
+    try:
+        n = model.n_features_in_
+        answer = httpx.post(f"{url}/recommend", json={"items": ["m1"], "k": n + 1}, timeout=10)
+        with pytest.raises(ValueError) as python:
+            model.recommend(np.zeros((1, n)), k=n + 1)
+        assert answer.status_code == 422
+        assert answer.json()["detail"] == f"body.{python.value}"
+        assert httpx.post(f"{url}/recommend", json={"items": ["m1"], "k": n}).status_code == 200
+    finally:
+        server.should_exit = True
+
+
+def test_access_log_prints_without_log_level_info(model, encoder, tmp_path):
+    path = skfewrec.save(model, tmp_path / "m.zip", encoder=encoder)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skfewrec", "serve", str(path), "--port", "0", "--access-log"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+    try:
+        line = proc.stderr.readline().decode()
+        while line and not line.startswith("serving"):
+            line = proc.stderr.readline().decode()
+        url = line.split(" on ", 1)[1].split()[0]
+        assert httpx.post(f"{url}/recommend", json={"items": ["m3"]}, timeout=10).is_success
+        logged = proc.stdout.readline().decode()
+        assert '"POST /recommend HTTP/1.1" 200' in logged, logged
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -44,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import scipy.sparse as sp
 
-from .._core.validation import MAX_INTERACTION_VALUE
+from .._core.validation import MAX_INTERACTION_VALUE, check_k
 from ._answer import load_bundle, recommend_each
 
 _logger = logging.getLogger("skfewrec.serve")
@@ -253,10 +253,10 @@ class Scorer:
             raise RequestError(
                 f"{where}.k={k} is larger than this service's limit of {self.max_k} (--max-k)."
             )
-        if k > self.n_items:
-            raise RequestError(
-                f"{where}.k={k} is larger than the catalogue ({self.n_items} items)."
-            )
+        try:  # the library's one policy: k over the catalogue is an error, never clamped
+            check_k(k, self.n_items, name=f"{where}.k")
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
         exclude = body.get("exclude") or []
         if not isinstance(exclude, list):
             raise RequestError(f"{where}.exclude must be a list of item ids.")
@@ -576,9 +576,132 @@ def create_app(model, *, encoder=None, **limits):
         Route("/recommend/batch", guarded(recommend_batch), methods=["POST"]),
     ]
 
+    _document_routes(app)
     # a first call pays for lazy imports and thread-pool discovery, not the first user
     scorer.score([scorer.parse({"items": [], "k": 1})])
     return app
+
+
+def _openapi_models():
+    """The pydantic models of the scoring endpoints, for the OpenAPI schema only.
+
+    The endpoints parse their bodies themselves (the messages and status codes of
+    bad requests are the service's own); these models describe the same fields.
+    """
+    from typing import Annotated
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    ItemId = int | str
+
+    class RecommendRequest(BaseModel):
+        """One new user: their interactions (raw item ids) and the options of the answer."""
+
+        model_config = ConfigDict(extra="forbid")
+        items: list[ItemId] = Field(description="the user's item ids (the shots), raw ids")
+        values: list[Annotated[float, Field(ge=0, le=MAX_INTERACTION_VALUE)]] | None = Field(
+            None,
+            description="one value per item (ratings, counts); the model's data contract "
+            "(filters, binarisation, duplicates) applies as at fit time; default: 1 each",
+        )
+        k: int = Field(
+            10, ge=1, description="items to recommend, at most --max-k and the catalogue"
+        )
+        exclude: list[ItemId] | None = Field(None, description="item ids never to recommend")
+        filter_seen: bool = Field(True, description="never recommend the user's own items")
+
+    class RecommendResponse(BaseModel):
+        """The top-k of one user, best first."""
+
+        items: list[ItemId] = Field(description="recommended raw item ids, best first")
+        scores: list[float] = Field(description="the score of each recommended item")
+        unknown: list[ItemId] = Field(description="request items the model does not know")
+
+    class BatchRequest(BaseModel):
+        """Several users, scored in one call."""
+
+        model_config = ConfigDict(extra="forbid")
+        users: list[RecommendRequest] = Field(min_length=1, description="at most --max-batch")
+
+    class BatchResponse(BaseModel):
+        """One answer per user, in the order of the request."""
+
+        results: list[RecommendResponse]
+
+    class ErrorResponse(BaseModel):
+        """A refused request or a failed model: what was wrong and how to fix it."""
+
+        detail: str
+
+    return RecommendRequest, RecommendResponse, BatchRequest, BatchResponse, ErrorResponse
+
+
+#: (path, summary, request model, answer model) of each route parsed by hand; the
+#: models are names returned by :func:`_openapi_models`
+_DOCUMENTED_ROUTES = [
+    ("/recommend", "Top-k for one new user", "RecommendRequest", "RecommendResponse"),
+    ("/recommend/batch", "Top-k for several new users", "BatchRequest", "BatchResponse"),
+]
+
+_ERROR_STATUSES = {
+    "400": "Malformed JSON, or a number JSON cannot hold",
+    "413": "A body, a number of shots or a batch over the service's limits",
+    "422": "Wrong types or values, k over the limit or the catalogue, unknown ids "
+    "under the 'error' policy",
+    "500": "The model failed on this request",
+}
+
+
+def _document_routes(app):
+    """Add the hand-parsed routes, with their request and answer models, to the
+    app's OpenAPI schema (``GET /openapi.json``, the ``/docs`` page)."""
+    models = {model.__name__: model for model in _openapi_models()}
+    default = app.openapi
+
+    def openapi():
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = default()
+        app.openapi_schema = None  # rebuilt below with the hand-parsed routes
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, model in models.items():
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[name] = body
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        for path, summary, request, response in _DOCUMENTED_ROUTES:
+            schema.setdefault("paths", {})[path] = {
+                "post": {
+                    "summary": summary,
+                    "operationId": path.strip("/").replace("/", "_") + "_post",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": f"#/components/schemas/{request}"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The recommendations",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": f"#/components/schemas/{response}"}
+                                }
+                            },
+                        },
+                        **{
+                            status: {"description": text, "content": error}
+                            for status, text in _ERROR_STATUSES.items()
+                        },
+                    },
+                }
+            }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
 
 
 _ENV_BUNDLE = "SKFEWREC_SERVE_BUNDLE"
@@ -759,7 +882,12 @@ def run(
     app = create_app(model, encoder=encoder, **limits)  # a bad bundle or limit fails here
     description = app.state.description
     sock = listen(host, port)
-    options = {"http": http, "log_level": log_level, "access_log": access_log}
+    options = {
+        "http": http,
+        "log_config": _log_config(log_level, access_log),
+        "log_level": None,  # set by the log config: the access log keeps its own level
+        "access_log": access_log,
+    }
     try:
         if workers > 1:
             from uvicorn.supervisors import Multiprocess
@@ -784,6 +912,21 @@ def run(
             server.run(sockets=[sock])
     finally:
         sock.close()
+
+
+def _log_config(log_level, access_log):
+    """uvicorn's logging configuration at ``log_level``, with the access log (a record
+    per request, at level info) shown whenever ``access_log`` is on."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    level = str(log_level).upper()
+    config["loggers"]["uvicorn"]["level"] = level
+    config["loggers"]["uvicorn.error"]["level"] = level
+    config["loggers"]["uvicorn.access"]["level"] = "INFO" if access_log else level
+    return config
 
 
 def _freeze_heap():
