@@ -99,7 +99,9 @@ def test_fit_reads_parquet_and_binarizes(logs, tmp_path, capsys):
     )
     assert code == 0 and f"-> {path}" in err
     model, encoder = skfewrec.load(path, return_encoder=True)
-    assert model.prior == "mean" and encoder.value_col is None
+    assert model.prior == "mean"
+    # the data contract travels with the model (issue 11)
+    assert (encoder.value_col, encoder.min_value, encoder.binarize) == ("stars", 2.0, True)
 
 
 def test_recommend_csv_with_original_ids(bundle, logs, tmp_path, capsys):

@@ -384,25 +384,50 @@ def _progress_logger(args):
     return attached()
 
 
+_WEIGHTINGS = ("none", "log", "bm25", "tfidf")
+
+
+def _weighting(name):
+    """The confidence weighting step of ``--weighting`` (None for "none")."""
+    from ..preprocessing import BM25Weighting, LogConfidence, TFIDFWeighting
+
+    return {"none": None, "log": LogConfidence, "bm25": BM25Weighting, "tfidf": TFIDFWeighting}[
+        name
+    ]
+
+
 def cmd_fit(args):
-    """Fit a model on an interaction log and save it, with its id maps, as a bundle."""
+    """Fit a model on an interaction log and save it, with its data contract, as a bundle.
+
+    The bundle records how the log was read: the columns, the --min-value filter,
+    --binarize, the --duplicates policy and the --weighting step, so ``recommend``,
+    ``serve`` and Spark apply them to new users' raw logs with no flag repeated.
+    """
     from ..persistence import save
+    from ..pipeline import RecommenderPipeline
     from ..preprocessing import InteractionEncoder
 
     t0 = time.perf_counter()
     df = _read_args_log(
         args, args.log, [args.user_col, args.item_col, args.value_col, args.time_col]
     )
-    df = _filter_values(df, args)
+    _check_numeric(df, args.value_col)
+    if args.min_value is not None and args.value_col is None:
+        raise UsageError("--min-value needs the column of values it filters: pass --value-col")
     encoder = InteractionEncoder(
         user_col=args.user_col,
         item_col=args.item_col,
-        # binarised values are event counts: new users' logs need no value column
-        value_col=None if args.binarize else args.value_col,
+        # binarised values without a filter are event counts: new logs need no value column
+        value_col=None if args.binarize and args.min_value is None else args.value_col,
         time_col=args.time_col,
         handle_unknown=args.handle_unknown,
+        min_value=args.min_value,
+        binarize=args.binarize,
+        duplicates=args.duplicates,
     )
     X = encoder.fit_transform(df)
+    if X.nnz == 0:
+        raise ValueError(f"no interaction has {args.value_col} >= {args.min_value}.")
     _log(args, f"read {len(df)} interactions: {X.shape[0]} users x {X.shape[1]} items")
     _check_model_size(args, X.shape)
     model = _build_model(args.model, _factors(args), args)
@@ -410,11 +435,28 @@ def cmd_fit(args):
     if args.model == "rerank" and args.time_col is not None:
         fit_kwargs["timestamps"] = encoder.encode_timestamps(df)[0]
     del df
+    weighting = _weighting(args.weighting)
+    if weighting is not None:
+        model = RecommenderPipeline([("weighting", weighting()), ("model", model)])
+        fit_kwargs = {f"model__{key}": value for key, value in fit_kwargs.items()}
     with _progress_logger(args):
         model.fit(X, **fit_kwargs)
     path = save(model, args.output, encoder=encoder)
-    _log(args, f"fitted {type(model).__name__} in {time.perf_counter() - t0:.1f} s -> {path}")
+    name = type(model).__name__
+    if weighting is not None:
+        name = f"{type(model[-1]).__name__} after {type(model[0]).__name__}"
+    _log(args, f"fitted {name} in {time.perf_counter() - t0:.1f} s -> {path}")
     return 0
+
+
+def _check_numeric(df, value_col):
+    import pandas as pd
+
+    if value_col is not None and not pd.api.types.is_numeric_dtype(df[value_col]):
+        raise ValueError(
+            f"column {value_col!r} must hold numbers (counts, ratings), it has dtype "
+            f"{df[value_col].dtype}; pick another --value-col or omit it to count events."
+        )
 
 
 _OUTPUT_SUFFIXES = {
@@ -462,7 +504,12 @@ def _user_chunks(users, chunk_size):
 
 
 def cmd_recommend(args):
-    """Top-k for new users from their interactions, with the original ids, in chunks."""
+    """Top-k for new users from their raw interactions, with the original ids, in chunks.
+
+    The bundle's data contract (the value column, the min-value filter, binarize,
+    the duplicate policy, a weighting step) is applied to the log as at fit time:
+    no flag needs repeating. Users come out in the order they first appear.
+    """
     import pandas as pd
 
     from ._answer import load_bundle
@@ -476,23 +523,30 @@ def cmd_recommend(args):
     user_col = args.user_col or encoder.user_col
     item_col = args.item_col or encoder.item_col
     value_col = args.value_col if args.value_col is not None else encoder.value_col
+    min_value = encoder.min_value if args.min_value is None else args.min_value
     if args.no_values:
+        if min_value is not None:
+            raise UsageError(
+                f"the model keeps interactions with {encoder.value_col} >= {min_value} "
+                "(fit --min-value): it needs the value column; drop --no-values"
+            )
         value_col = None
     if args.value_col is None and value_col is not None:
         present = _read_args_log(args, args.log, [user_col, item_col], header_only=True)
         if value_col not in present:
             raise UsageError(
                 f"the model was fitted with values from column {value_col!r}, which "
-                f"{Path(args.log).name} lacks; pass --value-col NAME, or --no-values to count "
-                "each event as 1"
+                f"{Path(args.log).name} lacks; pass --value-col NAME"
+                + (", or --no-values to count each event as 1" if min_value is None else "")
             )
-    if args.min_value is not None and value_col is None:
+    if min_value is not None and value_col is None:
         raise UsageError("--min-value needs a value column (--value-col)")
     df = _read_args_log(args, args.log, [user_col, item_col, value_col])
-    if args.min_value is not None:
-        df = _filter_values(df, argparse.Namespace(value_col=value_col, min_value=args.min_value))
+    _check_numeric(df, value_col)
     df[item_col] = _match_id_type(df[item_col], encoder.item_ids_)
-    encoder.set_params(user_col=user_col, item_col=item_col, value_col=value_col)
+    encoder.set_params(
+        user_col=user_col, item_col=item_col, value_col=value_col, min_value=min_value
+    )
     if args.handle_unknown is not None:
         encoder.set_params(handle_unknown=args.handle_unknown)
     exclude = None
@@ -506,13 +560,15 @@ def cmd_recommend(args):
 
         bar = tqdm(total=n_users, unit="user", disable=args.quiet, file=sys.stderr)
         for users, rows in _user_chunks(df[user_col].to_numpy(), args.chunk_size):
-            top = _recommend_log(
+            top = recommend_log(
                 model,
-                encoder,
+                None if encoder is _first_step(model) else encoder,
                 df.iloc[rows],
                 k=args.k,
                 filter_seen=not args.no_filter_seen,
                 exclude=exclude,
+                user_col="user",
+                item_col="item",
             )
             n_rows += writer.write(top, users)
             bar.update(len(users))
@@ -523,42 +579,30 @@ def cmd_recommend(args):
     return 0
 
 
+def recommend_log(*args, **kwargs):
+    """:func:`skfewrec.apps._answer.recommend_log` (imported when first used)."""
+    from ._answer import recommend_log as answer
+
+    return answer(*args, **kwargs)
+
+
+def _first_step(model):
+    steps = getattr(model, "steps", None)
+    return steps[0][1] if steps else None
+
+
 def _bundle_encoder(model, encoder, path):
+    """The bundle's id maps: its encoder, or the first step of its pipeline."""
+    from ..preprocessing import InteractionEncoder
+
+    if encoder is None and isinstance(_first_step(model), InteractionEncoder):
+        encoder = _first_step(model)
     if encoder is None:
         raise ValueError(
             f"the bundle {path} has no id maps; fit it with `skfewrec fit` or save it "
             "with skfewrec.save(model, path, encoder=encoder) to recommend from raw ids."
         )
     return encoder
-
-
-def _recommend_log(model, encoder, df, *, k, filter_seen, exclude):
-    """Top-k rows (user, item, score, rank) of a log's users, in order of first appearance."""
-    import numpy as np
-    import pandas as pd
-
-    from ._answer import recommend_rows
-
-    user_col = encoder.user_col
-    X, users = encoder.encode(df)
-    first = pd.unique(df[user_col])
-    if len(first) == len(users):
-        position = pd.Index(users).get_indexer(first)
-        X, users = X[position], users[position]
-    excluded = None
-    if exclude is not None:
-        excluded = encoder.item_index(pd.Series(exclude))
-        excluded = excluded[excluded >= 0]
-    ids, scores = recommend_rows(model, X, k=k, filter_seen=filter_seen, exclude=excluded)
-    rows, ranks = np.nonzero(ids >= 0)
-    return pd.DataFrame(
-        {
-            user_col: users[rows],
-            "item": encoder.item_ids_[ids[rows, ranks]],
-            "score": scores[rows, ranks],
-            "rank": ranks + 1,
-        }
-    )
 
 
 class _Writer:
@@ -977,6 +1021,20 @@ def build_parser():
         help="keep interactions with value >= this (e.g. 4 for 4+ star ratings)",
     )
     p.add_argument("--binarize", action="store_true", help="count every kept interaction as 1")
+    p.add_argument(
+        "--duplicates",
+        choices=("sum", "max", "first", "last"),
+        default="sum",
+        help="how repeated (user, item) events combine: their sum, max, or the first/last "
+        "(by --time-col, else file order) (sum)",
+    )
+    p.add_argument(
+        "--weighting",
+        choices=_WEIGHTINGS,
+        default="none",
+        help="confidence weighting before the model, saved with it: log (log1p), bm25 or "
+        "tfidf (none)",
+    )
     p.add_argument(
         "--handle-unknown",
         choices=("ignore", "error"),

@@ -34,6 +34,7 @@ answer of ``recommend`` for the same interactions, ``k``, ``exclude`` and
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -42,10 +43,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from .._core.validation import MAX_INTERACTION_VALUE, check_k
-from ._answer import load_bundle, recommend_each
+from ._answer import load_bundle
 
 _logger = logging.getLogger("skfewrec.serve")
 
@@ -169,14 +171,22 @@ def _is_int_text(value):
 
 
 class Scorer:
-    """Turns parsed requests into recommendations with one batched model call.
+    """Turns parsed requests into recommendations through the one door, ``recommend_log``.
+
+    Each batch of requests becomes one log (one pseudo-user per request, the
+    request's items and values as its events) and goes through
+    :func:`skfewrec.apps._answer.recommend_log`, as in Python and the CLI: the
+    model's data contract (value filter, duplicate policy, binarisation, weighting
+    steps) applies to requests exactly as to a log.
 
     Parameters
     ----------
-    estimator : fitted recommender
-        Anything with ``recommend(X, k, *, filter_seen, exclude)`` and ``n_features_in_``.
+    estimator : fitted recommender or Pipeline
+        Anything with ``recommend(X, k, *, filter_seen, exclude)``, or a pipeline
+        ending in one (possibly starting with the InteractionEncoder).
     encoder : InteractionEncoder, default=None
-        The id maps (from the bundle); None: items are column indices.
+        The id maps (from the bundle); None: the pipeline's first step when it is
+        an encoder, else items are column indices.
     max_k, max_shots : int
         Limits of a request (see :func:`create_app`).
 
@@ -194,11 +204,32 @@ class Scorer:
     """
 
     def __init__(self, estimator, *, encoder=None, max_k, max_shots):
+        from ..preprocessing import InteractionEncoder
+
+        steps = getattr(estimator, "steps", None)
+        if steps and isinstance(steps[0][1], InteractionEncoder):
+            # the pipeline's own id maps; the rest of it is the model
+            if encoder is None:
+                encoder = steps[0][1]
+            estimator = estimator[1:] if len(steps) > 2 else steps[-1][1]
         self.estimator = estimator
-        self.n_items = int(estimator.n_features_in_)
+        self.n_items = int(
+            len(encoder.item_ids_) if encoder is not None else estimator.n_features_in_
+        )
         self.items = ItemMap(self.n_items, encoder)
         self.max_k = max_k
         self.max_shots = max_shots
+        if encoder is None:  # column indices: an encoder whose raw ids are the indices
+            encoder = InteractionEncoder(value_col="value", handle_unknown="ignore").fit(
+                pd.DataFrame({"user": 0, "item": np.arange(self.n_items), "value": np.float32(1)})
+            )
+        if encoder.value_col is None:
+            # a model of event counts: a request's values weigh its items (1 each by default)
+            encoder = copy.copy(encoder).set_params(value_col="value")
+        self.encoder = encoder
+        self._item_ids = encoder.item_ids_
+        # a request without values: every item is a kept interaction (it passes min_value)
+        self._default_value = max(1.0, float(encoder.min_value or 0))
 
     def parse(self, body, where="body"):
         """Check one user's request (a dict from JSON) and map its ids; raises RequestError."""
@@ -225,7 +256,7 @@ class Scorer:
         _check_ids(items, f"{where}.items")
         values = body.get("values")
         if values is None:
-            values = np.ones(len(items), dtype=np.float32)
+            values = np.full(len(items), self._default_value, dtype=np.float32)
         else:
             if not isinstance(values, list) or len(values) != len(items):
                 raise RequestError(
@@ -288,30 +319,76 @@ class Scorer:
         }
 
     def score(self, users):
-        """Recommendations for parsed users: one batched ``recommend`` per distinct option set."""
+        """Recommendations for parsed users: one ``recommend_log`` per distinct option set."""
+        groups = {}
+        for row, user in enumerate(users):
+            key = (user["k"], user["filter_seen"], tuple(user["exclude"].tolist()))
+            groups.setdefault(key, []).append(row)
+        answers = [None] * len(users)
+        for (k, filter_seen, exclude), rows in groups.items():
+            for row, answer in zip(rows, self._score_group([users[r] for r in rows], k,
+                                                            filter_seen, exclude)):  # fmt: skip
+                answers[row] = {**answer, "unknown": users[row]["unknown"]}
+        return answers
+
+    def _score_group(self, users, k, filter_seen, exclude):
+        """``recommend_log`` for users sharing their options; (items, scores) per user."""
+        from ._answer import recommend_log
+
+        enc = self.encoder
+        deny = np.asarray(exclude, dtype=np.int64) if exclude else None
+        exclude = None if deny is None else self._item_ids[deny]
         lengths = np.array([u["indices"].size for u in users])
-        indptr = np.zeros(len(users) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        X = sp.csr_matrix(
-            (
-                np.concatenate([u["values"] for u in users]),
-                np.concatenate([u["indices"] for u in users]),
-                indptr,
-            ),
-            shape=(len(users), self.n_items),
-            dtype=np.float32,
-        )
-        X.sum_duplicates()
-        X.eliminate_zeros()
-        answers = recommend_each(self.estimator, X, users)
-        return [
-            {
-                "items": self.items.raw(top.tolist()),
-                "scores": top_scores.tolist(),
-                "unknown": user["unknown"],
-            }
-            for user, (top, top_scores) in zip(users, answers)
-        ]
+        answers = [{"items": [], "scores": []} for _ in users]
+        present = np.flatnonzero(lengths > 0)
+        if present.size:
+            indices = np.concatenate([users[i]["indices"] for i in present])
+            log = pd.DataFrame(
+                {
+                    enc.user_col: np.repeat(present, lengths[present]),
+                    enc.item_col: self._item_ids[indices],
+                    enc.value_col: np.concatenate([users[i]["values"] for i in present]),
+                }
+            )
+            top = recommend_log(
+                self.estimator,
+                enc,
+                log,
+                k=k,
+                filter_seen=filter_seen,
+                exclude=exclude,
+                user_col="user",
+                item_col="item",
+            )
+            owner = top["user"].to_numpy()
+            bounds = np.searchsorted(owner, np.r_[present, present[-1] + 1])
+            items, scores = top["item"].tolist(), top["score"].tolist()
+            for i, lo, hi in zip(present, bounds[:-1], bounds[1:]):
+                answers[i] = {"items": items[lo:hi], "scores": scores[lo:hi]}
+        empty = np.flatnonzero(lengths == 0)
+        if empty.size:  # no known interaction: the model's answer for an empty row
+            for i, answer in zip(empty, self._score_empty(empty.size, k, filter_seen, deny)):
+                answers[i] = answer
+        return answers
+
+    def _score_empty(self, n_users, k, filter_seen, deny):
+        """What ``recommend_log`` answers a user whose log holds no known interaction."""
+        from ._answer import _split_model, recommend_rows
+
+        _, transformers, recommender = _split_model(self.estimator, self.encoder)
+        X = sp.csr_matrix((n_users, self.n_items), dtype=np.float32)
+        Xt = X if transformers is None else transformers.transform(X)
+        ids, scores = recommend_rows(recommender, Xt, k=k, filter_seen=filter_seen, exclude=deny)
+        out = []
+        for top, top_scores in zip(ids, scores):
+            keep = top >= 0
+            out.append(
+                {
+                    "items": self._item_ids[top[keep]].tolist(),
+                    "scores": top_scores[keep].astype(np.float32).tolist(),
+                }
+            )
+        return out
 
 
 def _check_ids(ids, where):
@@ -456,6 +533,10 @@ def create_app(model, *, encoder=None, **limits):
     limits = _check_limits(limits)
     if isinstance(model, str | os.PathLike):
         model, encoder = load_bundle(model)
+    if getattr(model, "steps", None):  # a Pipeline ending in a recommender recommends
+        from ..pipeline import as_recommender_pipeline
+
+        model = as_recommender_pipeline(model)
     if not hasattr(model, "recommend") or not hasattr(model, "n_features_in_"):
         raise TypeError(
             f"model must be a bundle path or a fitted skfewrec recommender, got "
