@@ -575,3 +575,118 @@ def test_fit_rerank_shows_labelled_progress(logs, tmp_path, capsys):
         capsys,
     )  # fmt: skip
     assert code == 0 and err == ""
+
+
+# ------------------------------------------------------------------ issue 11: the data contract
+CONTRACT = [*COLS, "--value-col", "stars", "--min-value", "2", "--binarize"]
+
+
+@pytest.fixture(scope="module")
+def contract_bundle(logs, tmp_path_factory):
+    path = tmp_path_factory.mktemp("contract") / "model.zip"
+    assert main(["fit", str(logs / "train.csv"), "-o", str(path), *CONTRACT, *FAST]) == 0
+    return path
+
+
+def _top(args, tmp_path, name="top.csv"):
+    out = tmp_path / name
+    assert main([*args, "-o", str(out), "-q"]) == 0
+    return pd.read_csv(out)
+
+
+def test_recommend_applies_the_fitted_contract_with_no_flag_repeated(contract_bundle, logs,
+                                                                      tmp_path):  # fmt: skip
+    model, enc = skfewrec.load(contract_bundle, return_encoder=True)
+    assert (enc.value_col, enc.min_value, enc.binarize) == ("stars", 2.0, True)
+    new = pd.read_csv(logs / "new.csv")
+    assert (new.stars < 2).any() and (new.stars >= 2).any()
+    kept = new[new.stars >= 2]
+    kept.to_csv(tmp_path / "kept.csv", index=False)
+    args = ["recommend", str(contract_bundle)]
+    # raw and pre-filtered logs: the same answers (the filter is the model's)
+    raw = _top([*args, str(logs / "new.csv"), "-k", "5", "--no-filter-seen"], tmp_path)
+    pre = _top([*args, str(tmp_path / "kept.csv"), "-k", "5", "--no-filter-seen"], tmp_path)
+    pd.testing.assert_frame_equal(raw, pre)
+    # the seen filter covers the raw log: a 1-star item is never recommended back
+    top = _top([*args, str(logs / "new.csv"), "-k", "5"], tmp_path)
+    assert not set(zip(top.user, top.item)) & set(zip(new.uid, new.movie))
+    # and Python answers the same through the one door
+    from skfewrec.apps._answer import recommend_log
+
+    python = recommend_log(model, enc, new, k=5, user_col="user", item_col="item")
+    assert top[["user", "item", "rank"]].values.tolist() == (
+        python[["user", "item", "rank"]].values.tolist()
+    )
+    np.testing.assert_allclose(top.score, python.score, rtol=1e-5)
+
+
+def test_duplicates_follow_the_bundle_policy(logs, tmp_path):
+    new = pd.read_csv(logs / "new.csv")
+    first = new[new.uid == new.uid.iloc[0]]
+    tripled = pd.concat([first, first, first])
+    first.to_csv(tmp_path / "once.csv", index=False)
+    tripled.to_csv(tmp_path / "thrice.csv", index=False)
+    for policy, same in [("max", True), ("sum", False)]:
+        path = tmp_path / f"{policy}.zip"
+        fit = ["fit", str(logs / "train.csv"), "-o", str(path), *COLS, "--value-col", "stars"]
+        assert main([*fit, "--duplicates", policy, *FAST]) == 0
+        args = ["recommend", str(path), "-k", "5"]
+        once = _top([*args, str(tmp_path / "once.csv")], tmp_path)
+        thrice = _top([*args, str(tmp_path / "thrice.csv")], tmp_path)
+        assert once.equals(thrice) == same, policy
+
+
+def test_python_pipelines_and_weighting_recommend_through_the_cli(logs, tmp_path):
+    from skfewrec import ALSFactors, ClosedFormFoldIn
+    from skfewrec.apps._answer import recommend_log
+    from skfewrec.pipeline import make_pipeline
+    from skfewrec.preprocessing import BM25Weighting, InteractionEncoder
+
+    train, new = pd.read_csv(logs / "train.csv"), pd.read_csv(logs / "new.csv")
+    factors = ALSFactors(n_components=4, max_iter=3, random_state=0)
+    pipe = make_pipeline(
+        InteractionEncoder(user_col="uid", item_col="movie", value_col="stars", min_value=2),
+        BM25Weighting(),
+        ClosedFormFoldIn(factors=factors),
+    ).fit(train)
+    path = skfewrec.save(pipe, tmp_path / "pipe.zip")
+    cli = _top(["recommend", str(path), str(logs / "new.csv"), "-k", "4"], tmp_path)
+    python = pipe.recommend(new, k=4)
+    assert (
+        cli[["user", "item", "rank"]].values.tolist() == python.iloc[:, [0, 1, 3]].values.tolist()
+    )
+    # the CLI's --weighting builds the same kind of pipeline, saved with the encoder
+    out = tmp_path / "w.zip"
+    assert main(["fit", str(logs / "train.csv"), "-o", str(out), *CONTRACT, "--weighting",
+                 "bm25", *FAST]) == 0  # fmt: skip
+    model, enc = skfewrec.load(out, return_encoder=True)
+    assert [type(step).__name__ for _, step in model.steps] == ["BM25Weighting", "ClosedFormFoldIn"]
+    cli = _top(["recommend", str(out), str(logs / "new.csv"), "-k", "4"], tmp_path)
+    python = recommend_log(model, enc, new, k=4, user_col="user", item_col="item")
+    assert cli[["user", "item", "rank"]].values.tolist() == (
+        python[["user", "item", "rank"]].values.tolist()
+    )
+
+
+@pytest.mark.realdata
+def test_issue_example_one_star_toy_story_five_star_star_wars(tmp_path):
+    """Issue 11, problem 1: a 1-star rating is neither a like nor recommended back."""
+    from conftest import data_path
+
+    folder = data_path("ml-latest-small")
+    path = tmp_path / "m.zip"
+    fit = ["fit", str(folder), "-o", str(path), "--value-col", "rating", "--min-value", "4",
+           "--binarize", "--n-components", "32", "--max-iter", "5", "-q"]  # fmt: skip
+    assert main(fit) == 0
+    new = pd.DataFrame({"user": [1, 1], "item": [1, 260], "rating": [1.0, 5.0]})
+    new.to_csv(tmp_path / "rated.csv", index=False)
+    only = pd.DataFrame({"user": [1], "item": [260], "rating": [5.0]})
+    only.to_csv(tmp_path / "only.csv", index=False)
+    args = ["recommend", str(path), "-k", "20"]
+    rated = _top([*args, str(tmp_path / "rated.csv")], tmp_path)
+    star_wars = _top([*args, str(tmp_path / "only.csv"), "--exclude", "1"], tmp_path)
+    # the 1-star Toy Story only keeps itself out of the answer: the rest is Star Wars'
+    pd.testing.assert_frame_equal(rated, star_wars)
+    assert 1 not in set(rated.item) and 260 not in set(rated.item)
+    # Star Wars' sequels come first, not Toy Story 2 (3114)
+    assert {1196, 1210} & set(rated.item.head(5))

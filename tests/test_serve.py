@@ -1,5 +1,6 @@
 """The HTTP scoring service, through a real uvicorn server on loopback."""
 
+import io
 import json
 import logging
 import os
@@ -607,3 +608,69 @@ def test_access_log_prints_without_log_level_info(model, encoder, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+# ---------------------------------------------------------------- issue 11: the data contract
+def test_http_applies_the_fitted_contract_like_the_cli(small_interactions, tmp_path, capsys):
+    from skfewrec.apps.cli import main
+
+    log = _log(small_interactions)
+    log[log.user < 250].to_csv(tmp_path / "train.csv", index=False)
+    new = log[log.user >= 250]
+    new.to_csv(tmp_path / "new.csv", index=False)
+    path = tmp_path / "m.zip"
+    fit = ["fit", str(tmp_path / "train.csv"), "-o", str(path), "--value-col", "n",
+           "--min-value", "2", "--binarize", "--duplicates", "max", "--n-components", "4",
+           "--max-iter", "3", "-q"]  # fmt: skip
+    assert main(fit) == 0
+    assert main(["recommend", str(path), str(tmp_path / "new.csv"), "-k", "5", "-q"]) == 0
+    cli = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    server, url = serve_in_thread(create_app(str(path)))
+    try:
+        for user, rows in list(new.groupby("user", sort=False))[:10]:
+            raw = {"items": rows.item.tolist(), "values": rows.n.tolist(), "k": 5}
+            answer = httpx.post(f"{url}/recommend", json=raw, timeout=10).json()
+            expected = cli[cli.user == user]
+            assert answer["items"] == expected.item.tolist()
+            np.testing.assert_allclose(answer["scores"], expected.score, rtol=1e-5)
+            kept = rows[rows.n >= 2]
+            pre = {"items": kept.item.tolist(), "values": kept.n.tolist(), "k": 5}
+            both = httpx.post(f"{url}/recommend/batch", json={"users": [
+                {**raw, "filter_seen": False}, {**pre, "filter_seen": False},
+                {**raw, "items": raw["items"] * 3, "values": raw["values"] * 3},
+            ]}, timeout=10).json()["results"]  # fmt: skip
+            assert both[0]["items"] == both[1]["items"]  # the filter is the model's
+            assert both[2]["items"] == answer["items"]  # duplicates: the model's max
+            # a low value never counts as a like, and is never recommended back
+            assert not set(answer["items"]) & set(rows.item)
+    finally:
+        server.should_exit = True
+
+
+def test_a_python_pipeline_serves(small_interactions, tmp_path):
+    from skfewrec.pipeline import make_pipeline
+    from skfewrec.preprocessing import LogConfidence
+
+    log = _log(small_interactions[:250])
+    factors = ALSFactors(n_components=4, max_iter=3, random_state=0)
+    pipe = make_pipeline(
+        InteractionEncoder(value_col="n", handle_unknown="ignore"),
+        LogConfidence(),
+        ClosedFormFoldIn(factors=factors),
+    ).fit(log)
+    path = skfewrec.save(pipe, tmp_path / "pipe.zip")
+    server, url = serve_in_thread(create_app(str(path)))
+    try:
+        model = httpx.get(f"{url}/model", timeout=10).json()
+        assert model["class"] == "RecommenderPipeline" and model["n_items"] == 120
+        answer = httpx.post(
+            f"{url}/recommend", json={"items": ["m1", "m5", "nope"], "values": [3, 1, 1], "k": 4}
+        ).json()
+        expected = pipe.recommend(
+            pd.DataFrame({"user": [0, 0], "item": ["m1", "m5"], "n": [3, 1]}), k=4
+        )
+        assert answer["items"] == expected["item"].tolist() and answer["unknown"] == ["nope"]
+        empty = httpx.post(f"{url}/recommend", json={"items": [], "k": 3}).json()
+        assert len(empty["items"]) == 3
+    finally:
+        server.should_exit = True

@@ -537,7 +537,9 @@ def create_app(model, *, encoder=None, **limits):
         from ..pipeline import as_recommender_pipeline
 
         model = as_recommender_pipeline(model)
-    if not hasattr(model, "recommend") or not hasattr(model, "n_features_in_"):
+    if not hasattr(model, "recommend") or not (
+        hasattr(model, "n_features_in_") or getattr(model, "steps", None)
+    ):
         raise TypeError(
             f"model must be a bundle path or a fitted skfewrec recommender, got "
             f"{type(model).__name__}."
