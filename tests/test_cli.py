@@ -690,3 +690,33 @@ def test_issue_example_one_star_toy_story_five_star_star_wars(tmp_path):
     assert 1 not in set(rated.item) and 260 not in set(rated.item)
     # Star Wars' sequels come first, not Toy Story 2 (3114)
     assert {1196, 1210} & set(rated.item.head(5))
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_the_log_to_served_page_shows_what_the_commands_print(tmp_path, capsys):
+    """docs/log_to_served.rst: its fit and recommend commands still print its answers."""
+    from pathlib import Path
+
+    from conftest import data_path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "log_to_served.rst").read_text()
+    blocks = []
+    for block in page.split(".. code-block::")[1:]:
+        body = block.split("\n\n", 1)[-1].splitlines()
+        end = next((i for i, line in enumerate(body) if line and not line[0].isspace()), None)
+        blocks.append("\n".join(body[:end]))
+    new_users = next(b for b in blocks if b.lstrip().startswith("user,item,rating"))
+    shown = next(b for b in blocks if "$ skfewrec recommend" in b)
+    (tmp_path / "new_users.csv").write_text(
+        "\n".join(line.strip() for line in new_users.strip().splitlines()) + "\n"
+    )
+    fit = ["fit", str(data_path("ml-latest-small")), "-o", str(tmp_path / "model.zip"),
+           "--value-col", "rating", "--min-value", "4", "--binarize", "-q"]  # fmt: skip
+    assert main(fit) == 0
+    capsys.readouterr()
+    args = ["recommend", str(tmp_path / "model.zip"), str(tmp_path / "new_users.csv")]
+    assert main([*args, "-k", "5", "-q"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    expected = [line.strip() for line in shown.strip().splitlines()[1:]]
+    assert printed == expected
