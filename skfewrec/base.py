@@ -116,7 +116,7 @@ def check_seen(seen, shape, *, name="seen"):
 def recommend_with_seen(
     estimator, X, k=10, *, seen=None, filter_seen=True, items=None, exclude=None
 ):
-    """``estimator.recommend(X, ...)`` with ``filter_seen`` applied to ``seen`` instead of X.
+    """``estimator.recommend(X, ...)`` with ``filter_seen`` applied to ``seen`` too, not X only.
 
     The door for answers whose model input ``X`` is not the users' whole history:
     a log filtered by ``min_value``, or transformed by a weighting step. A
@@ -133,7 +133,7 @@ def recommend_with_seen(
     k : int, default=10
         Items per user.
     seen : {array-like, sparse matrix} of shape (n_users, n_items), default=None
-        Items never returned when ``filter_seen``; None: X's own items.
+        Items never returned when ``filter_seen``, besides X's own items.
     filter_seen : bool, default=True
         Whether to filter ``seen``.
     items, exclude : array-like of int, default=None
@@ -372,9 +372,10 @@ class RecommenderMixin:
     def _recommend(self, X, k, *, filter_seen=True, items=None, exclude=None, seen=None):
         """:meth:`recommend`, with the items never to return given apart from ``X``.
 
-        ``seen`` (a matrix of X's shape, or None for X's own items) is what
-        ``filter_seen`` filters: e.g. a user's raw log, before a weighting step or
-        a filter removed some of it from ``X``. One vectorised pass, no loop over users.
+        ``seen`` (a matrix of X's shape, or None) is what ``filter_seen``
+        filters besides X's own items: e.g. a user's raw log, before a weighting
+        step or a filter removed some of it from ``X``. One vectorised pass, no
+        loop over users.
         """
         filter_seen = check_flag(filter_seen, "filter_seen")
         X = self._validate_users(X)
@@ -384,7 +385,9 @@ class RecommenderMixin:
         elif seen is None:
             seen = X
         else:
-            seen = check_seen(seen, X.shape)
+            # X's own items too, as a recommender with its own recommend filters them
+            seen = check_seen(seen, X.shape) + X
+            seen.sum_duplicates()
         columns, seen, exclude_pos = restrict_items(seen, items, exclude, n_items)
         ids, scores = self._topk(X, k, columns, seen, exclude_pos)
         if columns is not None:

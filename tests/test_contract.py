@@ -253,8 +253,14 @@ def _ml_like_log(n_users=50, n_items=80, n_events=600, seed=0):
 
 ESTIMATORS = [
     lambda: MostPopular(),
-    lambda: ClosedFormFoldIn(factors=ALSFactors(n_components=2, random_state=0)),
-    lambda: ALSFactors(n_components=2, random_state=0),
+    lambda: ClosedFormFoldIn(
+        prior_strength=1.0,
+        shrinkage=0.0,
+        factors=ALSFactors(
+            n_components=2, regularization=1.0, confidence_scale=2.0, random_state=0
+        ),
+    ),
+    lambda: ALSFactors(n_components=2, regularization=1.0, confidence_scale=2.0, random_state=0),
     lambda: skfewrec.EASE(),
     lambda: skfewrec.ItemKNN(),
 ]
@@ -318,17 +324,23 @@ def test_fitting_a_one_by_one_log_warns():
 def test_more_factors_than_items_warns(small_interactions):
     X = small_interactions[:, :6]
     with pytest.warns(UserWarning, match="n_components=8 is larger than the 6 items"):
-        ALSFactors(n_components=8, random_state=0).fit(X)
+        ALSFactors(n_components=8, regularization=1.0, confidence_scale=2.0, random_state=0).fit(X)
     with pytest.warns(UserWarning, match="n_components=8 is larger than the 6 items"):
-        ClosedFormFoldIn(factors=ALSFactors(n_components=8, random_state=0)).fit(X)
+        ClosedFormFoldIn(
+            prior_strength=1.0,
+            shrinkage=0.0,
+            factors=ALSFactors(
+                n_components=8, regularization=1.0, confidence_scale=2.0, random_state=0
+            ),
+        ).fit(X)
     prefit = ALSFactors.from_arrays(np.random.default_rng(0).random((6, 8)))
     from sklearn.frozen import FrozenEstimator
 
     with pytest.warns(UserWarning, match="8 factors for 6 items"):
-        ClosedFormFoldIn(factors=FrozenEstimator(prefit)).fit(X)
+        ClosedFormFoldIn(prior_strength=1.0, shrinkage=0.0, factors=FrozenEstimator(prefit)).fit(X)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        ALSFactors(n_components=6, random_state=0).fit(X)
+        ALSFactors(n_components=6, regularization=1.0, confidence_scale=2.0, random_state=0).fit(X)
 
 
 # ------------------------------------------------------------------- the one door
@@ -341,7 +353,13 @@ def rated():
     train = log[log["user"].isin([f"u{u}" for u in range(250)])]
     test = log[~log.index.isin(train.index)]
     enc = InteractionEncoder(value_col="stars", min_value=4, binarize=True, handle_unknown="ignore")
-    rec = ClosedFormFoldIn(factors=ALSFactors(n_components=8, random_state=0))
+    rec = ClosedFormFoldIn(
+        prior_strength=1.0,
+        shrinkage=0.0,
+        factors=ALSFactors(
+            n_components=8, regularization=1.0, confidence_scale=2.0, random_state=0
+        ),
+    )
     rec.fit(enc.fit_transform(train))
     return enc, rec, train, test
 

@@ -19,7 +19,11 @@ from skfewrec.preprocessing import BM25Weighting, InteractionEncoder, LogConfide
 
 @pytest.fixture(scope="module")
 def factors(small_interactions):
-    return FrozenEstimator(ALSFactors(n_components=8, random_state=0).fit(small_interactions[:250]))
+    return FrozenEstimator(
+        ALSFactors(n_components=8, regularization=1.0, confidence_scale=2.0, random_state=0).fit(
+            small_interactions[:250]
+        )
+    )
 
 
 def _log(X, seed=0):
@@ -49,7 +53,9 @@ def test_make_pipeline_builds_a_recommender_pipeline():
 
 def test_recommend_goes_through_the_steps(small_interactions, factors):
     X = small_interactions
-    pipe = make_pipeline(LogConfidence(), ClosedFormFoldIn(factors=factors)).fit(X[:250])
+    pipe = make_pipeline(
+        LogConfidence(), ClosedFormFoldIn(prior_strength=1.0, shrinkage=0.0, factors=factors)
+    ).fit(X[:250])
     ids, scores = pipe.recommend(X[250:], k=10)
     expected = pipe[-1].recommend(pipe[0].transform(X[250:]), k=10)
     np.testing.assert_array_equal(ids, expected[0])
@@ -82,7 +88,10 @@ def test_filter_seen_uses_the_raw_input(small_interactions, factors):
             X.eliminate_zeros()
             return X
 
-    for last in (ClosedFormFoldIn(factors=factors), _reranker(factors)):
+    for last in (
+        ClosedFormFoldIn(prior_strength=1.0, shrinkage=0.0, factors=factors),
+        _reranker(factors),
+    ):
         pipe = Pipeline([("drop", DropOnes()), ("rec", last)]).fit(X[:250])
         pipe = RecommenderPipeline(pipe.steps)
         S = X[250:]
@@ -102,13 +111,18 @@ def test_filter_seen_uses_the_raw_input(small_interactions, factors):
 
 def _reranker(factors):
     return LightGBMReranker(
-        candidates=ClosedFormFoldIn(factors=factors), n_estimators=5, cv=2, random_state=0
+        candidates=ClosedFormFoldIn(prior_strength=1.0, shrinkage=0.0, factors=factors),
+        n_estimators=5,
+        cv=2,
+        random_state=0,
     )
 
 
 def test_score_is_the_few_shot_score(small_interactions, factors):
     X = small_interactions
-    pipe = make_pipeline(LogConfidence(), ClosedFormFoldIn(factors=factors)).fit(X[:250])
+    pipe = make_pipeline(
+        LogConfidence(), ClosedFormFoldIn(prior_strength=1.0, shrinkage=0.0, factors=factors)
+    ).fit(X[:250])
     scorer = make_fewshot_scorer("ndcg", k=20, n_shots=5)
     assert pipe.score(X[250:]) == pytest.approx(scorer(pipe, X[250:]))
     assert 0 < pipe.score(X[250:]) <= 1
@@ -120,7 +134,10 @@ def test_score_is_the_few_shot_score(small_interactions, factors):
 def test_grid_search_over_any_step(small_interactions, factors):
     X = small_interactions[:250]
     pipe = RecommenderPipeline(
-        [("weight", LogConfidence()), ("rec", ClosedFormFoldIn(factors=factors))]
+        [
+            ("weight", LogConfidence()),
+            ("rec", ClosedFormFoldIn(prior_strength=1.0, shrinkage=0.0, factors=factors)),
+        ]
     )
     search = GridSearchCV(
         pipe,
@@ -147,7 +164,13 @@ def test_encoder_first_pipeline_takes_a_log_and_answers_raw_ids(small_interactio
     pipe = make_pipeline(
         InteractionEncoder(handle_unknown="ignore"),
         LogConfidence(),
-        ClosedFormFoldIn(factors=ALSFactors(n_components=8, random_state=0)),
+        ClosedFormFoldIn(
+            prior_strength=1.0,
+            shrinkage=0.0,
+            factors=ALSFactors(
+                n_components=8, regularization=1.0, confidence_scale=2.0, random_state=0
+            ),
+        ),
     ).fit(log)
     new = _log(X[250:260], seed=1)
     out = pipe.recommend(new, k=5)
@@ -197,7 +220,9 @@ def test_tune_an_encoder_first_pipeline_on_a_log(small_interactions):
 
 def test_pipelines_save_and_load(small_interactions, factors, tmp_path):
     X = small_interactions
-    pipe = make_pipeline(BM25Weighting(), ClosedFormFoldIn(factors=factors)).fit(X[:250])
+    pipe = make_pipeline(
+        BM25Weighting(), ClosedFormFoldIn(prior_strength=1.0, shrinkage=0.0, factors=factors)
+    ).fit(X[:250])
     loaded = skfewrec.load(skfewrec.save(pipe, tmp_path / "pipe.zip"))
     assert isinstance(loaded, RecommenderPipeline)
     np.testing.assert_array_equal(
@@ -217,7 +242,13 @@ def test_encoder_first_pipeline_round_trips_with_its_encoder(small_interactions,
     log = _log(X[:250])
     pipe = make_pipeline(
         InteractionEncoder(binarize=True, handle_unknown="ignore"),
-        ClosedFormFoldIn(factors=ALSFactors(n_components=8, random_state=0)),
+        ClosedFormFoldIn(
+            prior_strength=1.0,
+            shrinkage=0.0,
+            factors=ALSFactors(
+                n_components=8, regularization=1.0, confidence_scale=2.0, random_state=0
+            ),
+        ),
     ).fit(log)
     path = skfewrec.save(pipe, tmp_path / "pipe.zip")
     loaded, encoder = skfewrec.load(path, return_encoder=True)

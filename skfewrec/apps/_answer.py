@@ -134,7 +134,7 @@ def _n_rankable(X, n_items, filter_seen, items, exclude):
     return n_rankable
 
 
-def recommend_each(estimator, X, options):
+def recommend_each(estimator, X, options, *, seen=None):
     """Top-k for users with their own options, one ``recommend`` call per distinct option set.
 
     Parameters
@@ -145,6 +145,9 @@ def recommend_each(estimator, X, options):
     options : list of dict
         One per row: ``k`` (int), ``filter_seen`` (bool) and ``exclude`` (sorted
         unique column indices, possibly empty).
+    seen : sparse matrix of shape (n_users, n_items), default=None
+        The items ``filter_seen`` filters, when not X's own (the raw log's items,
+        as ``InteractionEncoder.encode(..., return_seen=True)`` gives them).
 
     Returns
     -------
@@ -162,6 +165,9 @@ def recommend_each(estimator, X, options):
     ...         {"k": 1, "filter_seen": True, "exclude": np.array([], dtype=int)}]
     >>> [ids.tolist() for ids, _ in recommend_each(rec, X, opts)]
     [[1, 0], [2]]
+    >>> seen = sp.csr_matrix(np.array([[0, 0, 0, 0], [0, 0, 1, 0]]))
+    >>> [ids.tolist() for ids, _ in recommend_each(rec, X, opts, seen=seen)]
+    [[1, 0], [1]]
     """
     groups = {}
     for row, opt in enumerate(options):
@@ -170,12 +176,14 @@ def recommend_each(estimator, X, options):
     answers = [None] * len(options)
     for (k, filter_seen, exclude), rows in groups.items():
         rows = np.asarray(rows)
+        one = len(groups) == 1
         ids, scores = recommend_rows(
             estimator,
-            X if len(groups) == 1 else X[rows],
+            X if one else X[rows],
             k=k,
             filter_seen=filter_seen,
             exclude=np.asarray(exclude, dtype=np.int64) if exclude else None,
+            seen=None if seen is None else (seen if one else sp.csr_matrix(seen)[rows]),
         )
         for row, top, top_scores in zip(rows, ids, scores):
             keep = top >= 0
