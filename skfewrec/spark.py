@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from ._core.compat import check_is_fitted
 from ._core.validation import check_k, check_values
 
-__all__ = ["factors_from_spark", "interactions_from_spark", "recommend_spark"]
+__all__ = ["add_items_spark", "factors_from_spark", "interactions_from_spark", "recommend_spark"]
 
 #: users per call of ``recommend`` inside a Spark task (bounds its memory)
 _USERS_PER_CALL = 10_000
@@ -898,3 +898,114 @@ def interactions_from_spark(
         sort=True,
     )
     return sp.csr_matrix(X, dtype=np.float32), users.to_numpy(zero_copy_only=False)
+
+
+def add_items_spark(
+    df,
+    estimator,
+    *,
+    user_ids,
+    user_col="user",
+    item_col="item",
+    value_col=None,
+    item_ids=None,
+    handle_unknown="error",
+    **params,
+):
+    """Add the new items of a Spark DataFrame to a fitted recommender, servable at once.
+
+    ``df`` holds the interactions of warm users (the rows the model was fitted
+    on) with new items. Its new items' support is collected to the driver as
+    a warm users x new items matrix (an item's support is a few users: it is
+    small) and given to ``estimator.add_items``, which grows the estimator in
+    place; the new items take the columns after the existing ones, in the
+    sorted order of their ids. Pass the grown ``item_ids`` to
+    :func:`recommend_spark` to rank them on the executors.
+
+    Parameters
+    ----------
+    df : pyspark.sql.DataFrame
+        Interactions of warm users with new items, one row per event.
+    estimator : fitted skfewrec recommender
+        A model with ``add_items`` (``ClosedFormFoldIn``, ``NewItemRecommender``).
+    user_ids : array-like of shape (n_warm_users,)
+        The raw id of each warm user, in the order of the rows the model was
+        fitted on (``InteractionEncoder.user_ids_``).
+    user_col, item_col, value_col : str
+        As in :func:`recommend_spark`.
+    item_ids : array-like of shape (n_items,), default=None
+        The raw id of each current column; the new ids must not be among them.
+        None: the new items are known by their ids alone.
+    handle_unknown : {"error", "ignore"}, default="error"
+        Users not in ``user_ids``: raise, or drop those interactions.
+    **params : dict
+        Passed to ``add_items`` (e.g. ``method`` for ``ClosedFormFoldIn``).
+
+    Returns
+    -------
+    new_item_ids : ndarray
+        The raw ids of the added items, in column order (columns
+        ``n_features_in_`` before the call, onwards).
+    item_ids : ndarray or None
+        The raw id of every column of the grown model (None when ``item_ids``
+        was None).
+
+    Examples
+    --------
+    ``new_ids, item_ids = add_items_spark(spark_df, rec, user_ids=enc.user_ids_,
+    item_ids=enc.item_ids_)`` (run on a local Spark in ``tests/test_spark_items.py``).
+    A model that cannot take new items is refused before any Spark job:
+
+    >>> import numpy as np
+    >>> from skfewrec import MostPopular
+    >>> from skfewrec.spark import add_items_spark
+    >>> add_items_spark(None, MostPopular().fit(np.eye(3)), user_ids=[1, 2, 3])
+    Traceback (most recent call last):
+    ...
+    TypeError: estimator must be a fitted recommender with add_items ...
+    """
+    if not callable(getattr(estimator, "add_items", None)):
+        raise TypeError(
+            "estimator must be a fitted recommender with add_items (ClosedFormFoldIn, "
+            f"NewItemRecommender), got {type(estimator).__name__}."
+        )
+    check_is_fitted(estimator)
+    _require_pyspark()
+    user_field, _ = _check_frame(df, user_col, item_col, value_col)
+    users = np.asarray(user_ids)
+    if users.ndim != 1 or users.size == 0:
+        raise ValueError(
+            f"user_ids must be a 1-d array with the raw id of each warm user, got shape "
+            f"{users.shape}."
+        )
+    if (users.dtype.kind in "iu") != _is_integral(user_field.dataType):
+        raise TypeError(
+            f"Column {user_col!r} has type {user_field.dataType.simpleString()} but user_ids "
+            f"holds {'integer' if users.dtype.kind in 'iu' else 'non-integer'} ids: the "
+            "DataFrame's user ids and the model's must be the same kind; cast the column."
+        )
+    if users.dtype.kind not in "iu":
+        users = users.astype(str)
+    # the transposed log: new items as rows, warm users as columns
+    X_items, new_ids = interactions_from_spark(
+        df,
+        user_col=item_col,
+        item_col=user_col,
+        value_col=value_col,
+        item_ids=users,
+        handle_unknown=handle_unknown,
+    )
+    grown_ids = None
+    if item_ids is not None:
+        old = np.asarray(item_ids)
+        taken = np.isin(new_ids, old)
+        if taken.any():
+            raise ValueError(
+                f"{int(taken.sum())} item id(s) of df are already in the catalogue "
+                f"({_show(new_ids[taken])}); df must hold new items only."
+            )
+        grown_ids = np.concatenate([old.astype(object), new_ids.astype(object)])
+        if old.dtype.kind in "iu":
+            grown_ids = grown_ids.astype(np.int64)
+    estimator.add_items(X_items.T.tocsr(), **params)
+    return new_ids, grown_ids

@@ -11,6 +11,10 @@ Endpoints
     ``{"items": [raw ids], "scores": [floats], "unknown": [raw ids]}``.
 ``POST /recommend/batch``
     ``{"users": [<a /recommend body>, ...]}`` -> ``{"results": [<a /recommend answer>, ...]}``.
+``POST /items``
+    ``{"items": [{"id": raw id, "users": [raw user ids]}, ...]}`` -> ``{"added": [raw
+    ids], "n_items": int, "unknown_users": [raw ids]}``: new items, placed from the warm
+    users who took them (the model's ``add_items``), servable from the next request.
 ``GET /health``
     ``{"status": "ok"}`` once the model is loaded.
 ``GET /model``
@@ -213,12 +217,24 @@ class Scorer:
                 encoder = steps[0][1]
             estimator = estimator[1:] if len(steps) > 2 else steps[-1][1]
         self.estimator = estimator
-        self.n_items = int(
-            len(encoder.item_ids_) if encoder is not None else estimator.n_features_in_
-        )
-        self.items = ItemMap(self.n_items, encoder)
         self.max_k = max_k
         self.max_shots = max_shots
+        n_items = len(encoder.item_ids_) if encoder is not None else estimator.n_features_in_
+        self.items = ItemMap(int(n_items), encoder)
+
+    @property
+    def items(self):
+        """The id maps of the requests (:class:`ItemMap`); setting them (new items added
+        to the served model) also sets the catalogue size and the log's encoder."""
+        return self._items
+
+    @items.setter
+    def items(self, items):
+        from ..preprocessing import InteractionEncoder
+
+        self._items = items
+        self.n_items = items.n_items
+        encoder = items.encoder
         if encoder is None:  # column indices: an encoder whose raw ids are the indices
             encoder = InteractionEncoder(value_col="value", handle_unknown="ignore").fit(
                 pd.DataFrame({"user": 0, "item": np.arange(self.n_items), "value": np.float32(1)})
@@ -658,6 +674,8 @@ def create_app(model, *, encoder=None, **limits):
         Route("/recommend", guarded(recommend), methods=["POST"]),
         Route("/recommend/batch", guarded(recommend_batch), methods=["POST"]),
     ]
+    add_items = _add_items_endpoint(scorer, batcher, description, limits, read_json, answer)
+    app.router.routes.append(Route("/items", guarded(add_items), methods=["POST"]))
 
     _document_routes(app)
     # a first call pays for lazy imports and thread-pool discovery, not the first user
@@ -785,6 +803,128 @@ def _document_routes(app):
         return schema
 
     app.openapi = openapi
+
+
+def _warm_users(estimator):
+    """The number of warm users an estimator's ``add_items`` takes rows for, or None."""
+    for owner in (estimator, getattr(estimator, "recommender_", None)):
+        for holder in (owner, getattr(owner, "factors_", None)):
+            users = getattr(holder, "user_factors_", None)
+            if users is not None:
+                return int(users.shape[0])
+    return None
+
+
+def _new_items_matrix(body, scorer, max_items, max_users):
+    """Check a ``POST /items`` body: (new raw ids, warm users x new items, unknown users)."""
+    estimator, encoder = scorer.estimator, scorer.items.encoder
+    if not callable(getattr(estimator, "add_items", None)):
+        raise RequestError(
+            f"This model ({type(estimator).__name__}) cannot take new items: it has no "
+            "add_items. Serve a ClosedFormFoldIn or NewItemRecommender bundle."
+        )
+    n_users = _warm_users(estimator)
+    if n_users is None:
+        raise RequestError("This model keeps no warm users, so it cannot place new items.")
+    if encoder is not None and len(encoder.user_ids_) != n_users:
+        raise RequestError(
+            f"The bundle's id maps hold {len(encoder.user_ids_)} users but the model "
+            f"{n_users} warm users; save the model with the encoder it was fitted with."
+        )
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not items or set(body) - {"items"}:
+        raise RequestError(
+            'The body must be {"items": [{"id": "new-1", "users": ["u1", "u2"]}, ...]}.'
+        )
+    if len(items) > max_items:
+        raise RequestError(
+            f"{len(items)} new items, more than this service's limit of {max_items} "
+            "(--max-batch); send them in parts.",
+            status=413,
+        )
+    ids, rows, cols, unknown = [], [], [], []
+    lookup = None if encoder is None else {u: i for i, u in enumerate(encoder.user_ids_.tolist())}
+    for j, item in enumerate(items):
+        where = f"items[{j}]"
+        if not isinstance(item, dict) or set(item) - {"id", "users"}:
+            raise RequestError(f'{where} must be an object {{"id": ..., "users": [...]}}.')
+        users = item.get("users")
+        if not isinstance(users, list) or len(users) > max_users:
+            raise RequestError(
+                f"{where}.users must be a list of at most {max_users} user ids (--max-shots)."
+            )
+        _check_ids(users, f"{where}.users")
+        if "id" not in item:
+            raise RequestError(f"{where} has no id.")
+        _check_ids([item["id"]], f"{where}.id")
+        ids.append(item["id"])
+        for user in users:
+            if lookup is None:
+                row = user if isinstance(user, int) and 0 <= user < n_users else -1
+            else:
+                row = lookup.get(user, lookup.get(str(user), -1))
+                if row < 0 and _is_int_text(user):
+                    row = lookup.get(int(user), -1)
+            if row < 0:
+                unknown.append(user)
+            else:
+                rows.append(row)
+                cols.append(j)
+    if unknown and scorer.items.policy == "error":
+        raise RequestError(
+            f"{len(unknown)} user id(s) are not warm users of the model: {_shown(unknown)}. "
+            "Send users the model was trained on."
+        )
+    if encoder is None:
+        expected = list(range(scorer.n_items, scorer.n_items + len(ids)))
+        if ids != expected:
+            raise RequestError(
+                f"This bundle has no id maps: new items are column indices, so the ids must "
+                f"be the next ones, {_shown(expected)}."
+            )
+    data = np.ones(len(rows), dtype=np.float32)
+    X_new = sp.csr_matrix((data, (rows, cols)), shape=(n_users, len(ids)))
+    X_new.data[:] = 1.0  # a user listed twice is one interaction
+    return ids, X_new, unknown
+
+
+def _add_items_endpoint(scorer, batcher, description, limits, read_json, answer):
+    """``POST /items``: grow a copy of the model, then swap it in between two batches.
+
+    The copy is grown on the scoring thread, so no request is scored while it
+    grows and a failure leaves the served model as it was; the swap (model,
+    catalogue size, id maps) happens there too, so every batch sees one model.
+    """
+    import copy
+
+    from ..adapters._items import extend_item_ids
+
+    def grow(ids, X_new):
+        grown = copy.copy(scorer.estimator)
+        if getattr(grown, "recommender_", None) is not None:  # a wrapper grows its inner model
+            grown.recommender_ = copy.copy(grown.recommender_)
+        grown.add_items(X_new)
+        encoder = scorer.items.encoder
+        encoder = None if encoder is None else extend_item_ids(encoder, ids)
+        items = ItemMap(grown.n_features_in_, encoder)
+        scorer.estimator, scorer.items, scorer.n_items = grown, items, items.n_items
+        description["n_items"] = items.n_items
+        return items.n_items
+
+    async def add_items(request):
+        """New items from the warm users who took them: servable from the next request."""
+        body = await read_json(request)
+        ids, X_new, unknown = _new_items_matrix(
+            body, scorer, limits["max_batch"], limits["max_shots"]
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            n_items = await loop.run_in_executor(batcher._executor, grow, ids, X_new)
+        except (ValueError, OverflowError) as exc:  # refused ids or shapes: the request's fault
+            raise RequestError(str(exc)) from None
+        return answer({"added": ids, "n_items": n_items, "unknown_users": unknown})
+
+    return add_items
 
 
 _ENV_BUNDLE = "SKFEWREC_SERVE_BUNDLE"
