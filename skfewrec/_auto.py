@@ -49,6 +49,13 @@ STRENGTHS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 #: the support shrinkages tried by default (``kappa`` of :func:`shrink_to_support`)
 SHRINKAGES = (0.0, 1.0, 3.0, 10.0, 30.0)
 
+#: the prior strengths each point of the ALS search is scored with, with the middle
+#: shrinkage (the full grids above are tried at the chosen point only)
+SEARCH_STRENGTHS = (0.0, 0.1, 1.0)
+
+#: the episode sizes of the points of the ALS search (the chosen point: all of N_SHOTS)
+SEARCH_SHOTS = (1, 5, 20)
+
 #: the shot counts of the simulated episodes (the protocol's)
 N_SHOTS = (1, 3, 5, 10, 20)
 
@@ -291,8 +298,8 @@ def choose_prior(
     report : dict
         ``{"strengths", "shrinkages", "scores", "n_shots"}``, ``scores`` of shape
         (strengths, shrinkages, n_shots) as nested lists (NaN: not scored; the
-        search scores every strength with no and with the middle shrinkage, then
-        every shrinkage at the best strength).
+        search scores every strength with the middle shrinkage, then every
+        shrinkage at the best strength).
 
     Examples
     --------
@@ -345,11 +352,10 @@ def choose_prior(
             scores[a, b, j] = ndcg_at_k(Q, ids, k=k)
 
     # two stages, as the full grid costs a top-k per cell and n: every strength
-    # without shrinkage and with a middle one, then every shrinkage at the best strength
+    # at the middle shrinkage, then every shrinkage at the best strength
     middle = len(shrinkages) // 2
     for a in range(len(strengths)):
-        for b in sorted({0, middle}):
-            score(a, b)
+        score(a, middle)
     best_strength = int(np.nanargmax(np.nanmax(_mean_over_shots(scores), axis=1)))
     for b in range(len(shrinkages)):
         if np.isnan(scores[best_strength, b]).all():
@@ -384,11 +390,49 @@ def _log_neighbours(point, step, free=(True, True)):
     return out
 
 
+def _trial_factors(X_fit, point, n_components, n_iter, seed, num_threads, init=None):
+    """The ``(user, item)`` ALS factors of one search point (implicit's own fit),
+    warm-started from ``init`` (a neighbour's factors) when given."""
+    from ._core.threads import blas_limits
+    from .factors._als import _new_implicit_model
+
+    model = _new_implicit_model(n_components, point[0], point[1], n_iter, True, seed, num_threads)
+    if init is not None:
+        # the neighbour's factors plus implicit's own random start: zero factors (a
+        # neighbour regularised to nothing) are a fixed point of ALS, the noise leaves it
+        rng = np.random.default_rng(seed)
+        model.user_factors, model.item_factors = (
+            (f + 0.01 * rng.random(f.shape, dtype=np.float32)).astype(np.float32) for f in init
+        )
+    with blas_limits(1):
+        model.fit(X_fit, show_progress=False)
+    return model.user_factors, model.item_factors
+
+
+def _als_of(item_factors, point, item_counts):
+    """A fitted :class:`~skfewrec.ALSFactors` holding a search point's item factors."""
+    from .factors._als import ALSFactors
+
+    als = ALSFactors.from_arrays(item_factors, regularization=point[0], confidence_scale=point[1])
+    als.item_counts_ = item_counts
+    return als
+
+
+def _coarse_grids(strengths, shrinkages, search_strengths, search_shrinkages):
+    """The prior strengths and shrinkages scored at every point of the ALS search."""
+    if search_strengths is None:
+        search_strengths = [v for v in strengths if v in SEARCH_STRENGTHS] or strengths
+    if search_shrinkages is None:
+        search_shrinkages = [shrinkages[len(shrinkages) // 2]]
+    return tuple(search_strengths), tuple(search_shrinkages)
+
+
 def choose_als_settings(
     X,
     *,
     n_components=64,
     max_iter=15,
+    warm_iter=5,
     regularization=None,
     confidence_scale=None,
     start=(FALLBACK["regularization"], FALLBACK["confidence_scale"]),
@@ -396,7 +440,10 @@ def choose_als_settings(
     max_moves=4,
     strengths=STRENGTHS,
     shrinkages=SHRINKAGES,
+    search_strengths=None,
+    search_shrinkages=None,
     n_shots=N_SHOTS,
+    search_shots=None,
     holdout=0.2,
     max_users=500,
     n_jobs=None,
@@ -410,6 +457,14 @@ def choose_als_settings(
     best strength. The point moves to its best neighbour (x or / ``step`` along
     one axis) until it beats all four, or ``max_moves`` moves were made.
 
+    The search only ranks settings, so it is kept cheap: the first point is
+    fitted from scratch (``max_iter`` sweeps), every other one warm-started from
+    the factors of the centre it neighbours (``warm_iter`` sweeps: ALS converges
+    in a few sweeps from a nearby solution), and each point is scored with a few
+    prior strengths and shrinkages (``search_strengths`` x ``search_shrinkages``).
+    The full ``strengths`` x ``shrinkages`` are then tried at the chosen point
+    only (which costs no refit).
+
     Parameters
     ----------
     X : {array-like, sparse matrix} of shape (n_users, n_items)
@@ -417,7 +472,10 @@ def choose_als_settings(
     n_components : int, default=64
         The factors of the ALS being tuned.
     max_iter : int, default=15
-        ALS sweeps of each trial fit.
+        ALS sweeps of the first trial fit.
+    warm_iter : int, default=5
+        ALS sweeps of every other trial fit, warm-started from its centre's
+        factors. ``warm_iter=None`` fits every point from scratch with ``max_iter``.
     regularization, confidence_scale : float, default=None
         A value given here is fixed (an explicit setting wins): the search moves
         along the other axis only.
@@ -428,14 +486,26 @@ def choose_als_settings(
     max_moves : int, default=4
         Moves of the centre at most (each move fits up to three new points).
     strengths : sequence of float, default=(0, 0.03, 0.1, 0.3, 1, 3, 10)
-        Prior strengths tried at each point.
+        Prior strengths tried at the chosen point.
+    shrinkages : sequence of float, default=(0, 1, 3, 10, 30)
+        Support shrinkages tried at the chosen point.
+    search_strengths, search_shrinkages : sequence of float, default=None
+        The few tried at every point while searching. None: those of
+        ``strengths`` among (0, 0.1, 1), and the middle of ``shrinkages`` (all
+        of ``strengths`` when none is among them). Pass ``strengths`` (and
+        ``shrinkages``) to score the full grids at every point.
     n_shots : sequence of int, default=(1, 3, 5, 10, 20)
         The episode sizes; the score is the mean NDCG@20 over them.
+    search_shots : sequence of int, default=None
+        The episode sizes of the points while searching (the chosen point is
+        scored on ``n_shots``). None: those of ``n_shots`` among (1, 5, 20), or
+        all of them when none is.
     holdout : float, default=0.2
         Share of warm users held out (at most ``max_users``).
     max_users : int, default=500
     n_jobs : int, default=None
-        Threads of the trial fits.
+        Threads of the trial fits and of the scoring (None: every core, as
+        implicit's default).
     random_state : int, RandomState instance or None, default=None
         Seeds the hold-out, the trial fits and the episodes.
 
@@ -446,8 +516,9 @@ def choose_als_settings(
         ``shrinkage``.
     report : dict
         ``points`` (every point scored: settings, per-n NDCG, mean, best
-        strength), ``n_fit_users``, ``n_val_users``, ``seconds``, and
-        ``fallback`` (a reason, when the data were too small to search).
+        strength), ``refined`` (the full prior grid at the chosen point),
+        ``n_fit_users``, ``n_val_users``, ``seconds``, and ``fallback`` (a
+        reason, when the data were too small to search).
 
     Examples
     --------
@@ -463,8 +534,8 @@ def choose_als_settings(
     """
     from sklearn.frozen import FrozenEstimator
 
+    from ._core.threads import blas_limits, implicit_threads, max_threads
     from .adapters._closed_form import ClosedFormFoldIn
-    from .factors._als import ALSFactors
 
     t0 = time.perf_counter()
     rng = check_random_state(random_state)
@@ -483,36 +554,49 @@ def choose_als_settings(
                 settings[name] = float(value)
         return settings, report
 
-    scored = {}
+    num_threads = implicit_threads(n_jobs)
+    threads = max_threads() if n_jobs is None else num_threads
+    coarse = _coarse_grids(strengths, shrinkages, search_strengths, search_shrinkages)
+    if search_shots is None:
+        search_shots = [n for n in n_shots if n in SEARCH_SHOTS] or n_shots
+    scored, fitted = {}, {}
+    counts = np.bincount(X_fit.indices, minlength=X_fit.shape[1]).astype(np.int64)
 
-    def score(point):
+    def adapter_of(als):
+        return ClosedFormFoldIn(
+            FrozenEstimator(als),
+            prior="gaussian",
+            prior_strength=1.0,
+            shrinkage=0.0,
+            n_jobs=threads,
+        )
+
+    def prior_on(als, grid, shots):
+        return choose_prior(
+            adapter_of(als),
+            X_fit,
+            X_val,
+            strengths=grid[0],
+            shrinkages=grid[1],
+            n_shots=shots,
+            n_jobs=threads,
+            random_state=seed,
+        )
+
+    def score(point, init=None):
         key = tuple(round(float(v), 6) for v in point)
         if key not in scored:
-            als = ALSFactors(
-                n_components,
-                regularization=key[0],
-                confidence_scale=key[1],
-                max_iter=max_iter,
-                random_state=seed,
-                n_jobs=n_jobs,
-            ).fit(X_fit)
-            adapter = ClosedFormFoldIn(
-                FrozenEstimator(als),
-                prior="gaussian",
-                prior_strength=1.0,
-                shrinkage=0.0,
-                n_jobs=n_jobs,
-            )
-            prior, sub = choose_prior(
-                adapter,
+            first = init is None or warm_iter is None
+            fitted[key] = _trial_factors(
                 X_fit,
-                X_val,
-                strengths=strengths,
-                shrinkages=shrinkages,
-                n_shots=n_shots,
-                n_jobs=n_jobs or 1,
-                random_state=seed,
+                key,
+                n_components,
+                max_iter if first else warm_iter,
+                seed,
+                num_threads,
+                None if first else fitted[init],
             )
+            prior, sub = prior_on(_als_of(fitted[key][1], key, counts), coarse, search_shots)
             a = sub["strengths"].index(prior["prior_strength"])
             b = sub["shrinkages"].index(prior["shrinkage"])
             per_n = np.asarray(sub["scores"])[a, b]
@@ -524,24 +608,35 @@ def choose_als_settings(
                     **prior,
                     "ndcg": per_n.tolist(),
                     "mean": scored[key],
+                    "warm_start": not first,
                 }
             )
         return scored[key], key
 
     fixed = (regularization, confidence_scale)
     free = tuple(v is None for v in fixed)
-    centre = score(tuple(s if v is None else float(v) for s, v in zip(start, fixed)))
-    for _ in range(max_moves if any(free) else 0):
-        best = max([score(p) for p in _log_neighbours(centre[1], step, free)] + [centre])
-        if best[1] == centre[1]:
-            break
-        centre = best
-    chosen = next(
-        p for p in report["points"] if (p["regularization"], p["confidence_scale"]) == centre[1]
-    )
-    report["n_shots"] = list(n_shots)
+    # one BLAS thread throughout: the parallelism is implicit's and the top-k's own
+    # (a BLAS pool on top of them oversubscribes the cores: many times slower)
+    with blas_limits(1):
+        centre = score(tuple(s if v is None else float(v) for s, v in zip(start, fixed)))
+        for _ in range(max_moves if any(free) else 0):
+            neighbours = [score(p, centre[1]) for p in _log_neighbours(centre[1], step, free)]
+            best = max([*neighbours, centre])
+            if best[1] == centre[1]:
+                break
+            centre = best
+        chosen = next(
+            p for p in report["points"] if (p["regularization"], p["confidence_scale"]) == centre[1]
+        )
+        settings = {k: chosen[k] for k in FALLBACK}
+        if coarse != (tuple(strengths), tuple(shrinkages)) or list(search_shots) != list(n_shots):
+            # the full prior grid at the chosen point: the same factors, no refit
+            als = _als_of(fitted[centre[1]][1], centre[1], counts)
+            prior, sub = prior_on(als, (strengths, shrinkages), n_shots)
+            settings.update(prior)
+            report["refined"] = sub
+    report["n_shots"], report["search_shots"] = list(n_shots), list(search_shots)
     report["seconds"] = time.perf_counter() - t0
-    settings = {k: chosen[k] for k in FALLBACK}
     return settings, report
 
 
