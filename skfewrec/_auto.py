@@ -40,6 +40,7 @@ FALLBACK = {
     "confidence_scale": 30.0,
     "prior_strength": 1.0,
     "shrinkage": 3.0,
+    "knn_weight": 0.0,
 }
 
 #: the prior strengths tried by default (1 weighs the prior as one warm user's spread;
@@ -55,6 +56,15 @@ SEARCH_STRENGTHS = (0.0, 0.1, 1.0)
 
 #: the episode sizes of the points of the ALS search (the chosen point: all of N_SHOTS)
 SEARCH_SHOTS = (1, 5, 20)
+
+#: the item-kNN weights tried by default (``beta`` of the hybrid score; 0 is the
+#: pure factor model, which keeps the fast dot-product path)
+KNN_WEIGHTS = (0.0, 0.1, 0.3, 0.5, 1.0)
+
+#: the conditional-probability item-kNN of the hybrid: neighbours per item and the
+#: exponent of the neighbour's popularity (:func:`skfewrec._core.knn.conditional_neighbors`)
+KNN_NEIGHBORS = 100
+KNN_POP_DISCOUNT = 0.0
 
 #: the shot counts of the simulated episodes (the protocol's)
 N_SHOTS = (1, 3, 5, 10, 20)
@@ -258,13 +268,15 @@ def choose_prior(
     *,
     strengths=STRENGTHS,
     shrinkages=SHRINKAGES,
+    knn_weights=(0.0,),
+    similarity=None,
     n_shots=N_SHOTS,
     k=20,
     min_query=3,
     n_jobs=1,
     random_state=0,
 ):
-    """The prior strength and support shrinkage whose episodes score best.
+    """The prior strength, support shrinkage and item-kNN weight whose episodes score best.
 
     Parameters
     ----------
@@ -281,6 +293,14 @@ def choose_prior(
     strengths : sequence of float, default=(0, 0.03, 0.1, 0.3, 1, 3, 10)
     shrinkages : sequence of float, default=(0, 1, 3, 10, 30)
         Use ``(0,)`` to choose the strength alone.
+    knn_weights : sequence of float, default=(0,)
+        Weights of the item-kNN score blended into the factor score
+        (:func:`skfewrec._core.knn.blend_scores`), tried at the best strength
+        and shrinkage; ``(0,)``: none.
+    similarity : sparse matrix of shape (n_items, n_items), default=None
+        The item neighbours of ``X_fit``
+        (:func:`skfewrec._core.knn.conditional_neighbors`); needed when
+        ``knn_weights`` holds more than 0.
     n_shots : sequence of int, default=(1, 3, 5, 10, 20)
     k : int, default=20
         The cut-off of NDCG.
@@ -294,9 +314,12 @@ def choose_prior(
     Returns
     -------
     chosen : dict
-        ``prior_strength`` and ``shrinkage`` with the best mean NDCG over ``n_shots``.
+        ``prior_strength``, ``shrinkage`` and ``knn_weight`` with the best mean
+        NDCG over ``n_shots``.
     report : dict
-        ``{"strengths", "shrinkages", "scores", "n_shots"}``, ``scores`` of shape
+        ``{"strengths", "shrinkages", "scores", "knn_weights", "knn_scores",
+        "n_shots"}``; ``knn_scores`` of shape (knn_weights, n_shots) at the
+        best strength and shrinkage, ``scores`` of shape
         (strengths, shrinkages, n_shots) as nested lists (NaN: not scored; the
         search scores every strength with the middle shrinkage, then every
         shrinkage at the best strength).
@@ -321,7 +344,9 @@ def choose_prior(
 
     if not _enough_episodes(sp.csr_matrix(X_val)):
         report = {"fallback": _too_few(X_val)}
-        return {k: FALLBACK[k] for k in ("prior_strength", "shrinkage")}, report
+        return {k: FALLBACK[k] for k in ("prior_strength", "shrinkage", "knn_weight")}, report
+    if any(knn_weights) and similarity is None:
+        raise ValueError("choose_prior needs the item similarity to try knn_weights above 0.")
     # explicit values while searching: an "auto" adapter would search again inside
     params = adapter.get_params(deep=False)
     explicit = {"prior_strength": float(strengths[0]), "shrinkage": 0.0}
@@ -362,13 +387,69 @@ def choose_prior(
             score(best_strength, b)
     mean = _mean_over_shots(scores)
     a, b = np.unravel_index(int(np.nanargmax(mean)), mean.shape)
+    # the item-kNN blend at the best strength and shrinkage (weight 0: the cell above)
+    knn = np.full((len(knn_weights), len(n_shots)), np.nan)
+    for c, weight in enumerate(knn_weights):
+        if weight == 0:
+            knn[c] = scores[a, b]
+            continue
+        for j, (S, Q) in episodes.items():
+            V = shrink_to_support(vectors[a][j], S, means, shrinkages[b])
+            ids, _ = blended_topk(V, est.item_factors_, S, similarity, weight, k, n_jobs)
+            knn[c, j] = ndcg_at_k(Q, ids, k=k)
+    best_knn = int(np.nanargmax(_mean_over_shots(knn)))
     report = {
         "strengths": [float(v) for v in strengths],
         "shrinkages": [float(v) for v in shrinkages],
         "scores": scores.round(5).tolist(),
+        "knn_weights": [float(v) for v in knn_weights],
+        "knn_scores": knn.round(5).tolist(),
         "n_shots": list(n_shots),
     }
-    return {"prior_strength": float(strengths[a]), "shrinkage": float(shrinkages[b])}, report
+    chosen = {
+        "prior_strength": float(strengths[a]),
+        "shrinkage": float(shrinkages[b]),
+        "knn_weight": float(knn_weights[best_knn]),
+    }
+    return chosen, report
+
+
+def blended_topk(U, V, X, similarity, weight, k, n_jobs=1, seen=True):
+    """Top-k of the factor scores ``U V^T`` blended with the item-kNN scores of ``X``.
+
+    Parameters
+    ----------
+    U : ndarray of shape (n_users, n_components)
+    V : ndarray of shape (n_items, n_components)
+    X : sparse matrix of shape (n_users, n_items)
+        The users' shots (the kNN scores are ``binary(X) @ similarity``; the
+        shots are never returned when ``seen``).
+    similarity : sparse matrix of shape (n_items, n_items)
+    weight : float
+        ``beta`` of :func:`skfewrec._core.knn.blend_scores`.
+    k : int
+    n_jobs : int, default=1
+    seen : bool, default=True
+        Filter the shots.
+
+    Returns
+    -------
+    ids, scores : ndarray of shape (n_users, k)
+    """
+    from ._core.knn import blend_scores
+    from ._core.topk import chunked_topk
+
+    X = sp.csr_matrix(X)
+    B = sp.csr_matrix((np.ones(X.nnz, dtype=np.float32), X.indices, X.indptr), shape=X.shape)
+    U = np.ascontiguousarray(U, dtype=np.float32)
+    Vt = np.ascontiguousarray(np.asarray(V, dtype=np.float32).T)
+    S = sp.csr_matrix(similarity, dtype=np.float32)
+
+    def block(start, stop):
+        knn = np.asarray((B[start:stop] @ S).toarray(), dtype=np.float32)
+        return blend_scores(U[start:stop] @ Vt, knn, weight)
+
+    return chunked_topk(block, X.shape[0], V.shape[0], k, seen=X if seen else None, n_jobs=n_jobs)
 
 
 def _mean_over_shots(scores):
@@ -442,6 +523,7 @@ def choose_als_settings(
     shrinkages=SHRINKAGES,
     search_strengths=None,
     search_shrinkages=None,
+    knn_weights=KNN_WEIGHTS,
     n_shots=N_SHOTS,
     search_shots=None,
     holdout=0.2,
@@ -494,6 +576,9 @@ def choose_als_settings(
         ``strengths`` among (0, 0.1, 1), and the middle of ``shrinkages`` (all
         of ``strengths`` when none is among them). Pass ``strengths`` (and
         ``shrinkages``) to score the full grids at every point.
+    knn_weights : sequence of float, default=(0, 0.1, 0.3, 0.5, 1)
+        Weights of the conditional-probability item-kNN score blended into the
+        factor score, tried at the chosen point (``(0,)``: the pure factor model).
     n_shots : sequence of int, default=(1, 3, 5, 10, 20)
         The episode sizes; the score is the mean NDCG@20 over them.
     search_shots : sequence of int, default=None
@@ -512,8 +597,8 @@ def choose_als_settings(
     Returns
     -------
     settings : dict
-        ``regularization``, ``confidence_scale``, ``prior_strength`` and
-        ``shrinkage``.
+        ``regularization``, ``confidence_scale``, ``prior_strength``,
+        ``shrinkage`` and ``knn_weight``.
     report : dict
         ``points`` (every point scored: settings, per-n NDCG, mean, best
         strength), ``refined`` (the full prior grid at the chosen point),
@@ -528,7 +613,7 @@ def choose_als_settings(
     >>> settings, report = choose_als_settings(
     ...     X, n_components=8, max_iter=5, max_moves=1, n_shots=(1, 5), random_state=0)
     >>> sorted(settings)
-    ['confidence_scale', 'prior_strength', 'regularization', 'shrinkage']
+    ['confidence_scale', 'knn_weight', 'prior_strength', 'regularization', 'shrinkage']
     >>> len(report["points"]) >= 5
     True
     """
@@ -571,13 +656,15 @@ def choose_als_settings(
             n_jobs=threads,
         )
 
-    def prior_on(als, grid, shots):
+    def prior_on(als, grid, shots, knn=(0.0,), similarity=None):
         return choose_prior(
             adapter_of(als),
             X_fit,
             X_val,
             strengths=grid[0],
             shrinkages=grid[1],
+            knn_weights=knn,
+            similarity=similarity,
             n_shots=shots,
             n_jobs=threads,
             random_state=seed,
@@ -628,11 +715,19 @@ def choose_als_settings(
         chosen = next(
             p for p in report["points"] if (p["regularization"], p["confidence_scale"]) == centre[1]
         )
-        settings = {k: chosen[k] for k in FALLBACK}
-        if coarse != (tuple(strengths), tuple(shrinkages)) or list(search_shots) != list(n_shots):
-            # the full prior grid at the chosen point: the same factors, no refit
+        settings = {**{k: chosen[k] for k in FALLBACK if k in chosen}, "knn_weight": 0.0}
+        full = (tuple(strengths), tuple(shrinkages))
+        if coarse != full or list(search_shots) != list(n_shots) or any(knn_weights):
+            # the full prior grid and the item-kNN blend at the chosen point: no refit
+            from ._core.knn import conditional_neighbors
+
             als = _als_of(fitted[centre[1]][1], centre[1], counts)
-            prior, sub = prior_on(als, (strengths, shrinkages), n_shots)
+            similarity = (
+                conditional_neighbors(X_fit, KNN_NEIGHBORS, KNN_POP_DISCOUNT)
+                if any(knn_weights)
+                else None
+            )
+            prior, sub = prior_on(als, full, n_shots, tuple(knn_weights), similarity)
             settings.update(prior)
             report["refined"] = sub
     report["n_shots"], report["search_shots"] = list(n_shots), list(search_shots)
@@ -641,7 +736,7 @@ def choose_als_settings(
 
 
 #: the parameters that may be "auto"
-AUTO_PARAMS = ("regularization", "confidence_scale", "prior_strength", "shrinkage")
+AUTO_PARAMS = ("regularization", "confidence_scale", "prior_strength", "shrinkage", "knn_weight")
 
 
 def has_auto(estimator):
@@ -706,7 +801,7 @@ def fix_auto_settings(template, fitted):
     params = adapter.get_params(deep=False)
     updates = {
         name: getattr(fitted, f"{name}_")
-        for name in ("prior_strength", "shrinkage")
+        for name in ("prior_strength", "shrinkage", "knn_weight")
         if params.get(name) == "auto" and hasattr(fitted, f"{name}_")
     }
     source = getattr(fitted, "factors_", None)
