@@ -751,7 +751,7 @@ def has_auto(estimator):
     >>> from skfewrec._auto import has_auto
     >>> has_auto(ClosedFormFoldIn()), has_auto(ClosedFormFoldIn(
     ...     ALSFactors(regularization=1.0, confidence_scale=1.0),
-    ...     prior_strength=1.0, shrinkage=0.0))
+    ...     prior_strength=1.0, shrinkage=0.0, knn_weight=0.0))
     (True, False)
     """
     params = estimator.get_params(deep=True)

@@ -155,3 +155,56 @@ def test_a_fixed_axis_stays_fixed():
     assert settings["confidence_scale"] == 7.0
     assert {p["confidence_scale"] for p in report["points"]} == {7.0}
     assert len({p["regularization"] for p in report["points"]}) == 3
+
+
+def _pairs(n_users, n_pairs, per_user, seed):
+    """Items come in pairs always taken together; each user takes ``per_user`` random
+    pairs: an item-item signal that a 2-factor model cannot hold."""
+    rng = np.random.default_rng(seed)
+    dense = np.zeros((n_users, 2 * n_pairs), dtype=np.float32)
+    for u in range(n_users):
+        pairs = rng.choice(n_pairs, per_user, replace=False)
+        dense[u, 2 * pairs] = dense[u, 2 * pairs + 1] = 1.0
+    return sp.csr_matrix(dense)
+
+
+def _knn_choice(X, weights):
+    from skfewrec._core.knn import conditional_neighbors
+
+    X_fit, X_val = holdout_users(X, random_state=0)
+    als = FrozenEstimator(
+        ALSFactors(2, regularization=1.0, confidence_scale=10.0, random_state=0).fit(X_fit)
+    )
+    return choose_prior(
+        ClosedFormFoldIn(als, prior="gaussian"),
+        X_fit,
+        X_val,
+        strengths=(0.0,),
+        shrinkages=(0.0,),
+        knn_weights=weights,
+        similarity=conditional_neighbors(X_fit, 20, 0.0),
+        n_shots=(1, 3),
+    )
+
+
+def test_knn_weight_chosen_where_item_pairs_carry_the_signal():
+    weights = (0.0, 0.1, 1.0, 10.0)
+    chosen, report = _knn_choice(_pairs(400, 40, 5, seed=0), weights)
+    scores = np.nanmean(np.array(report["knn_scores"]), axis=1)
+    assert chosen["knn_weight"] >= 1.0, report
+    assert scores.max() > scores[0] + 0.1  # the blend clearly beats the factors alone
+
+
+def test_knn_weight_stays_zero_when_only_zero_is_offered():
+    chosen, report = _knn_choice(_pairs(400, 40, 5, seed=0), (0.0,))
+    assert chosen["knn_weight"] == 0.0
+    assert len(report["knn_scores"]) == 1
+
+
+def test_search_reports_the_knn_weight_it_chose():
+    X = _pairs(500, 30, 4, seed=1)
+    settings, report = choose_als_settings(
+        X, n_components=2, max_iter=5, max_moves=0, n_shots=(1, 3), random_state=0
+    )
+    assert settings["knn_weight"] in report["refined"]["knn_weights"]
+    assert settings["knn_weight"] > 0  # the pairs are item-item signal

@@ -125,8 +125,10 @@ class ClosedFormFoldIn(
         misses on sparse catalogues), ``f / max|f| + beta * s / max s`` per user.
         0 is the pure factor model (and its fused top-k). "auto" chooses it with
         ``prior_strength`` on the same episodes (0 allowed); 0 for
-        ``objective="explicit"``. Applies to ``recommend`` and
-        ``decision_function``, not to ``transform``.
+        ``objective="explicit"``, and 0 when ``prior_strength`` and ``shrinkage``
+        are both given and the factors' own search did not score the blend (a
+        pinned adapter is not refitted on a hold-out for the blend alone).
+        Applies to ``recommend`` and ``decision_function``, not to ``transform``.
     objective : {"implicit", "explicit"}, default="implicit"
         "implicit": values are confidences (counts, clicks); "explicit": values
         are ratings, fitted by biased ridge regression on the rated items only.
@@ -358,6 +360,12 @@ class ClosedFormFoldIn(
             report = {"fallback": "explicit ratings: prior_strength 1, shrinkage 0, knn_weight 0"}
             return tuple(float(chosen[k]) for k in names), report
         searched = getattr(self.factors_, "auto_report_", None)
+        if auto == ["knn_weight"] and not self._scored_by(searched):
+            # the prior and shrinkage were pinned (a plain fold-in is asked for): no
+            # hold-out refit just for the blend
+            chosen["knn_weight"] = 0.0
+            report = {"fallback": "prior_strength and shrinkage given: knn_weight 0"}
+            return tuple(float(chosen[k]) for k in names), report
         if self._scored_by(searched):
             # the factors' own search scored this very adapter on held-out warm users
             found = {k: searched["settings"].get(k, 0.0) for k in auto}
