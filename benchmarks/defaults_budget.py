@@ -86,6 +86,7 @@ def child(size, model, data):
             "confidence_scale": est.factors_.confidence_scale_,
             "prior_strength": est.prior_strength_,
             "shrinkage": est.shrinkage_,
+            "knn_weight": est.knn_weight_,
         }
     else:
         from implicit.cpu.als import AlternatingLeastSquares

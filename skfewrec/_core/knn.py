@@ -30,7 +30,12 @@ def top_k_per_row(S, k):
     S = sp.csr_matrix(S)
     S.sort_indices()
     rows = np.repeat(np.arange(S.shape[0]), np.diff(S.indptr))
-    order = np.lexsort((S.indices, -S.data, rows))
+    # one float64 key, row then value descending (a stable sort keeps the lower
+    # column first among ties): several times faster than a lexsort of three keys
+    top = np.abs(S).max(axis=1).toarray().ravel()
+    top = np.where(top > 0, top, 1.0)
+    key = rows + 0.5 * (1.0 - S.data.astype(np.float64) / top[rows])
+    order = np.argsort(key, kind="stable")
     rank = np.empty(S.nnz, dtype=np.int64)
     rank[order] = np.arange(S.nnz) - S.indptr[rows[order]]
     keep = rank < k
