@@ -59,7 +59,7 @@ SEARCH_SHOTS = (1, 5, 20)
 
 #: the item-kNN weights tried by default (``beta`` of the hybrid score; 0 is the
 #: pure factor model, which keeps the fast dot-product path)
-KNN_WEIGHTS = (0.0, 0.1, 0.3, 0.5, 1.0)
+KNN_WEIGHTS = (0.0, 0.1, 0.3, 0.5, 1.0, 2.0, 4.0)
 
 #: the conditional-probability item-kNN of the hybrid: neighbours per item and the
 #: exponent of the neighbour's popularity (:func:`skfewrec._core.knn.conditional_neighbors`)
@@ -576,7 +576,7 @@ def choose_als_settings(
         ``strengths`` among (0, 0.1, 1), and the middle of ``shrinkages`` (all
         of ``strengths`` when none is among them). Pass ``strengths`` (and
         ``shrinkages``) to score the full grids at every point.
-    knn_weights : sequence of float, default=(0, 0.1, 0.3, 0.5, 1)
+    knn_weights : sequence of float, default=(0, 0.1, 0.3, 0.5, 1, 2, 4)
         Weights of the conditional-probability item-kNN score blended into the
         factor score, tried at the chosen point (``(0,)``: the pure factor model).
     n_shots : sequence of int, default=(1, 3, 5, 10, 20)
