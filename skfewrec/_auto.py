@@ -338,6 +338,7 @@ def choose_prior(
     >>> chosen["prior_strength"] in report["strengths"]
     True
     """
+    from ._core.threads import blas_limits
     from ._core.topk import factor_topk
     from .metrics import ndcg_at_k
     from .model_selection import support_query_split
@@ -377,14 +378,16 @@ def choose_prior(
             scores[a, b, j] = ndcg_at_k(Q, ids, k=k)
 
     # two stages, as the full grid costs a top-k per cell and n: every strength
-    # at the middle shrinkage, then every shrinkage at the best strength
+    # at the middle shrinkage, then every shrinkage at the best strength (one BLAS
+    # thread: a pool on top of the top-k's threads makes the small products crawl)
     middle = len(shrinkages) // 2
-    for a in range(len(strengths)):
-        score(a, middle)
-    best_strength = int(np.nanargmax(np.nanmax(_mean_over_shots(scores), axis=1)))
-    for b in range(len(shrinkages)):
-        if np.isnan(scores[best_strength, b]).all():
-            score(best_strength, b)
+    with blas_limits(1):
+        for a in range(len(strengths)):
+            score(a, middle)
+        best_strength = int(np.nanargmax(np.nanmax(_mean_over_shots(scores), axis=1)))
+        for b in range(len(shrinkages)):
+            if np.isnan(scores[best_strength, b]).all():
+                score(best_strength, b)
     mean = _mean_over_shots(scores)
     a, b = np.unravel_index(int(np.nanargmax(mean)), mean.shape)
     # the item-kNN blend at the best strength and shrinkage (weight 0: the cell above)

@@ -330,21 +330,19 @@ class ClosedFormFoldIn(
         if counts is None:
             counts = np.bincount(X.indices, minlength=X.shape[1])
         self.item_counts_ = np.array(counts, dtype=np.int64)
-        # one BLAS thread: the fold-ins run their own threads, and the small products
-        # here lose more to a BLAS pool's start-up (and to oversubscription) than they gain
         with blas_limits(1):
             warm = self._solve(X, self._make_system(None, None))
-            self.mean_, self.covariance_ = warm_prior(warm)
-            implicit = self.objective == "implicit"
-            self.item_means_ = item_conditional_means(X, warm) if implicit else None
-            chosen, self.auto_report_ = self._choose_prior(X)
-            self.prior_strength_, self.shrinkage_, self.knn_weight_ = chosen
-            self.knn_similarity_ = (
-                conditional_neighbors(X, KNN_NEIGHBORS, KNN_POP_DISCOUNT)
-                if self.knn_weight_ > 0
-                else None
-            )
-            self._rebuild()
+        self.mean_, self.covariance_ = warm_prior(warm)
+        implicit = self.objective == "implicit"
+        self.item_means_ = item_conditional_means(X, warm) if implicit else None
+        chosen, self.auto_report_ = self._choose_prior(X)
+        self.prior_strength_, self.shrinkage_, self.knn_weight_ = chosen
+        self.knn_similarity_ = (
+            conditional_neighbors(X, KNN_NEIGHBORS, KNN_POP_DISCOUNT)
+            if self.knn_weight_ > 0
+            else None
+        )
+        self._rebuild()
         return self
 
     def _choose_prior(self, X):

@@ -186,12 +186,12 @@ class ALSFactors(
         )
         with blas_limits(1):
             model.fit(sp.csr_matrix(X), show_progress=self.show_progress)
-            self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
-            self.convention_ = "implicit"
-            self.n_iter_ = self.max_iter
-            self.item_counts_ = np.bincount(X.indices, minlength=X.shape[1]).astype(np.int64)
-            self._rebuild()
-            self.user_factors_ = self.transform(X)
+        self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        self.convention_ = "implicit"
+        self.n_iter_ = self.max_iter
+        self.item_counts_ = np.bincount(X.indices, minlength=X.shape[1]).astype(np.int64)
+        self._rebuild()
+        self.user_factors_ = self.transform(X)
         return self
 
     def _choose_settings(self, X):
