@@ -11,7 +11,9 @@ Protocol (``skfewrec._item_protocol.item_kshot_split``; the same held-out items 
 - models: ``new_item`` (``NewItemRecommender`` at its defaults: activity-weighted support
   factors + user-neighbour profile + item prior), ``new_item_factors`` (the same without
   the neighbour part), ``new_item_genres`` (with genre features, MovieLens only),
-  ``ials_fold_in`` (``ClosedFormFoldIn.add_items``: the symmetric iALS fold-in), baselines
+  ``closed_form`` (``ClosedFormFoldIn.add_items`` at its default: activity-weighted
+  support factors), ``ials_fold_in`` (``add_items(method="fold_in")``: the symmetric iALS
+  fold-in), baselines
   ``popularity`` (support count, ties at random), ``user_neighbour`` (sum over the support
   users of the cosine between their warm histories and the user's), ``retrained`` (ALS
   retrained with the new items' support, same settings);
@@ -138,11 +140,13 @@ def run_seed(X, T, genres, seed, args):
     seconds["als_fit"] = time.perf_counter() - t0
     # one ALS fit shared by every model (frozen: NewItemRecommender.fit does not refit it)
     base = FrozenEstimator(copy.deepcopy(fitted["ials_fold_in"]))
-    fitted["new_item"] = NewItemRecommender(base, random_state=seed).fit(Xw)
-    fitted["new_item_factors"] = NewItemRecommender(
-        base, neighbour_weight=0.0, random_state=seed
-    ).fit(Xw)
-    if genres is not None:
+    fitted["closed_form"] = copy.deepcopy(fitted["ials_fold_in"])
+    if "new_item" in args.models:
+        fitted["new_item"] = NewItemRecommender(base, random_state=seed).fit(Xw)
+        fitted["new_item_factors"] = NewItemRecommender(
+            base, neighbour_weight=0.0, random_state=seed
+        ).fit(Xw)
+    if genres is not None and "new_item" in args.models:
         fitted["new_item_genres"] = NewItemRecommender(base, random_state=seed).fit(
             Xw, item_features=genres[first.warm_items]
         )
@@ -161,6 +165,8 @@ def run_seed(X, T, genres, seed, args):
                 warnings.simplefilter("ignore", UserWarning)
                 if name == "new_item_genres":
                     m.add_items(split.support, item_features=genres[split.new_items])
+                elif name == "ials_fold_in":
+                    m.add_items(split.support, method="fold_in")
                 else:
                     m.add_items(split.support)
             seconds[f"add_items_{name}_{n}"] = time.perf_counter() - t0
@@ -169,10 +175,22 @@ def run_seed(X, T, genres, seed, args):
             # they score the new items only: their full-catalogue lists are not comparable
             r = evaluate_item_kshot(m, ev, k=args.k, batch=512)
             res[name] = {key: (np.nan if key.startswith("full_") else v) for key, v in r.items()}
-        t0 = time.perf_counter()
-        retrained = ClosedFormFoldIn(ALSFactors(**als, random_state=seed)).fit(split.known)
-        seconds[f"retrain_{n}"] = time.perf_counter() - t0
-        res["retrained"] = evaluate_item_kshot(retrained, ev, k=args.k, batch=512)
+        if (
+            n == 5 and "new_item" in fitted
+        ):  # repeated calls: each costs its own items, not the catalogue
+            m = copy.deepcopy(fitted["new_item"])
+            chunks = np.array_split(np.arange(split.support.shape[1]), 20)
+            per_call = []
+            for chunk in chunks:
+                t0 = time.perf_counter()
+                m.add_items(split.support[:, chunk])
+                per_call.append(time.perf_counter() - t0)
+            seconds["add_items_new_item_20_calls"] = per_call
+        if "retrained" in args.models:
+            t0 = time.perf_counter()
+            retrained = ClosedFormFoldIn(ALSFactors(**als, random_state=seed)).fit(split.known)
+            seconds[f"retrain_{n}"] = time.perf_counter() - t0
+            res["retrained"] = evaluate_item_kshot(retrained, ev, k=args.k, batch=512)
         res["counts"] = {
             "new_items": int(split.new_items.size),
             "evaluated_users_items_direction": int((ev.query.getnnz(axis=1) > 0).sum()),
@@ -183,7 +201,7 @@ def run_seed(X, T, genres, seed, args):
             [{"model": m, **r} for m, r in res.items() if m != "counts"],
             ["model", "new_recall", "new_ndcg", "full_recall", "users_recall"],
         )
-    if genres is not None:  # zero-shot: genres alone against random placement
+    if "new_item_genres" in fitted:  # zero-shot: genres alone against random placement
         split = item_kshot_split(X, 0, test_size=args.fraction, timestamps=T, random_state=seed)
         ev = subsample(split, users)
         m = copy.deepcopy(fitted["new_item_genres"])
@@ -240,8 +258,18 @@ def main(argv=None):
         "--seed-files", action="store_true", help="write one file per seed (parallel runs)"
     )
     parser.add_argument("--merge", action="store_true", help="summarise the per-seed files")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["new_item", "retrained"],
+        choices=["new_item", "retrained"],
+        help="the costly models to run (ALS with its fold-in and placement, and the two "
+        "baselines popularity and user_neighbour, always run); e.g. --models new_item to "
+        "skip retraining ALS for every n",
+    )
+    parser.add_argument("--tag", default="", help="suffix of the result files' names")
     args = parser.parse_args(argv)
-    name = args.data.rstrip("/").split("/")[-1]
+    name = args.data.rstrip("/").split("/")[-1] + args.tag
     if args.merge:  # the per-seed files of runs made with --seed-files
         per_seed = {}
         for s in args.seeds:
@@ -249,6 +277,7 @@ def main(argv=None):
             per_seed[s] = {(int(k) if k.isdigit() else k): v for k, v in saved["result"].items()}
     else:
         X, T, genres = load(args.data)
+        print(f"models: {args.models} (and ials_fold_in, closed_form and the baselines)")
         print(f"{name}: {X.shape[0]} users x {X.shape[1]} items, {X.nnz} interactions")
         per_seed = {}
         for s in args.seeds:
@@ -264,7 +293,7 @@ def main(argv=None):
     best_baseline = {}
     for n in SHOTS:
         base = max(
-            ("popularity", "user_neighbour", "retrained"),
+            [m for m in ("popularity", "user_neighbour", "retrained") if m in summary[n]],
             key=lambda m: summary[n][m]["new_recall"]["mean"],
         )
         best = summary[n][base]["new_recall"]["mean"]

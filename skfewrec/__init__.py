@@ -23,9 +23,11 @@ _LAZY = {
     "MostPopular": ".baselines",
     "NewItemRecommender": ".adapters",
     "PopularityPenalty": ".tail",
+    "RecommenderPipeline": ".pipeline",
     "dumps": ".persistence",
     "load": ".persistence",
     "loads": ".persistence",
+    "make_pipeline": ".pipeline",
     "save": ".persistence",
 }
 

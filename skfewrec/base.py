@@ -1,6 +1,7 @@
 """What every skfewrec recommender shares: input checks, recommend, decision_function, score."""
 
 import warnings
+from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
@@ -8,15 +9,19 @@ from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 
 from ._core.compat import check_is_fitted, validate_data
+from ._core.csr import lookup
 from ._core.topk import DEFAULT_BLOCK_BYTES, chunked_topk, factor_topk, restrict_items
-from ._core.validation import check_flag, check_interactions
+from ._core.validation import check_flag, check_interactions, check_k
 
 
 def validate_interactions(estimator, X, *, reset, name="X"):
     """sklearn's ``validate_data`` bookkeeping, then skfewrec's interaction checks.
 
-    Returns a canonical float32 CSR matrix. ``reset=True`` records
-    ``n_features_in_`` (the catalogue size); ``reset=False`` checks against it.
+    Returns a canonical float32 CSR matrix. ``reset=True`` (in ``fit``) records
+    ``n_features_in_`` (the catalogue size) and warns about a data set nothing
+    can be learned from (:func:`warn_degenerate_fit`); ``reset=False`` checks
+    against the recorded size. A long log passed as ``X`` is refused with how to
+    encode it (:func:`skfewrec._core.validation.check_not_a_log`).
     """
     # our own checks first: their messages say how to fix the input
     X = check_interactions(X, name=name)
@@ -31,7 +36,161 @@ def validate_interactions(estimator, X, *, reset, name="X"):
                 "new users with the item ids used at fit time (InteractionEncoder.transform)."
             ) from None
         raise
-    return sp.csr_matrix(X, dtype=np.float32)
+    X = sp.csr_matrix(X, dtype=np.float32)
+    if reset:
+        warn_degenerate_fit(estimator, X, name=name)
+    return X
+
+
+def warn_degenerate_fit(estimator, X, *, name="X"):
+    """Warn when ``estimator`` is fitted on data it can learn nothing useful from.
+
+    A single user or a single item (a 1 x 1 log, say) leaves nothing to rank or no
+    population to learn from; more latent factors (``n_components``) than items
+    cannot all be told apart, so the extra ones only fit noise.
+
+    Parameters
+    ----------
+    estimator : estimator
+        The estimator being fitted (its ``n_components``, when it has one, is checked).
+    X : sparse matrix of shape (n_users, n_items)
+        Its validated training interactions.
+    name : str, default="X"
+        The parameter name used in the messages.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> import scipy.sparse as sp
+    >>> from skfewrec import ALSFactors
+    >>> from skfewrec.base import warn_degenerate_fit
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_degenerate_fit(ALSFactors(n_components=8), sp.csr_matrix(np.eye(3)))
+    >>> print(caught[0].message)
+    n_components=8 is larger than the 3 items of X: at most 3 factors can be told ...
+    """
+    n_users, n_items = X.shape
+    if n_users < 2 or n_items < 2:
+        what = " and ".join(
+            f"a single {kind}" for kind, n in (("user", n_users), ("item", n_items)) if n < 2
+        )
+        warnings.warn(
+            f"{type(estimator).__name__} is fitted on {what} ({name} has shape {X.shape}): "
+            "it can learn nothing useful to rank for new users. Fit on the interactions of "
+            "many users with many items.",
+            UserWarning,
+            stacklevel=4,
+        )
+    n_components = getattr(estimator, "n_components", None)
+    if isinstance(n_components, Integral) and n_components > n_items:
+        warnings.warn(
+            f"n_components={n_components} is larger than the {n_items} items of {name}: at "
+            f"most {n_items} factors can be told apart, the others only fit noise. Use "
+            f"n_components <= {n_items}.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def check_seen(seen, shape, *, name="seen"):
+    """The items never to recommend, as a canonical CSR matrix of ``shape``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec.base import check_seen
+    >>> check_seen(np.array([[0, 2], [1, 0]]), (2, 2)).nnz
+    2
+    """
+    seen = check_interactions(seen, name=name)
+    if seen.shape != tuple(shape):
+        raise ValueError(
+            f"{name} has shape {seen.shape} but X has shape {tuple(shape)}; pass one row of "
+            "seen items per user of X, over the same catalogue."
+        )
+    return seen
+
+
+def recommend_with_seen(
+    estimator, X, k=10, *, seen=None, filter_seen=True, items=None, exclude=None
+):
+    """``estimator.recommend(X, ...)`` with ``filter_seen`` applied to ``seen`` too, not X only.
+
+    The door for answers whose model input ``X`` is not the users' whole history:
+    a log filtered by ``min_value``, or transformed by a weighting step. A
+    recommender using :class:`RecommenderMixin`'s ``recommend`` filters ``seen``
+    in its top-k directly; one with its own ``recommend`` (a re-ranker) is asked
+    for as many more items as a user has seen items outside ``X``, which are then
+    dropped, vectorised over users.
+
+    Parameters
+    ----------
+    estimator : fitted recommender
+    X : {array-like, sparse matrix} of shape (n_users, n_items)
+        The model's input (the users' shots, transformed).
+    k : int, default=10
+        Items per user.
+    seen : {array-like, sparse matrix} of shape (n_users, n_items), default=None
+        Items never returned when ``filter_seen``, besides X's own items.
+    filter_seen : bool, default=True
+        Whether to filter ``seen``.
+    items, exclude : array-like of int, default=None
+        Allow-list and deny-list (item indices).
+
+    Returns
+    -------
+    ids : ndarray of shape (n_users, k), int64
+        Item indices, best first; -1 marks an empty slot.
+    scores : ndarray of shape (n_users, k), float32
+        Their scores (-inf for empty slots).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec import MostPopular
+    >>> from skfewrec.base import recommend_with_seen
+    >>> rec = MostPopular().fit(np.array([[1, 1, 1], [1, 1, 0], [1, 0, 0]]))
+    >>> X = np.array([[0, 0, 1]])          # the shots: item 2
+    >>> seen = np.array([[1, 0, 1]])       # the user also saw item 0
+    >>> recommend_with_seen(rec, X, k=1, seen=seen)[0]
+    array([[1]])
+    """
+    filter_seen = check_flag(filter_seen, "filter_seen")
+    if seen is None or not filter_seen:
+        return estimator.recommend(X, k=k, filter_seen=filter_seen, items=items, exclude=exclude)
+    own = getattr(type(estimator), "recommend", None)
+    if own is RecommenderMixin.recommend:
+        return estimator._recommend(X, k, filter_seen=True, items=items, exclude=exclude, seen=seen)
+    # a recommend of its own: ask for more, then drop the seen items it does not filter
+    check_is_fitted(estimator)
+    n_items = int(estimator.n_features_in_)
+    X_user = check_interactions(X, n_items=n_items)
+    seen = check_seen(seen, X_user.shape)
+    # a new matrix: check_seen may return the caller's own arrays
+    seen = sp.csr_matrix((np.ones_like(seen.data), seen.indices, seen.indptr), shape=seen.shape)
+    extra = seen - seen.multiply(X_user > 0)
+    extra.eliminate_zeros()
+    columns, extra, _ = restrict_items(extra, items, exclude, n_items)
+    extra.sum_duplicates()  # canonical, for lookup
+    n_cols = n_items if columns is None else columns.size
+    k = check_k(k, n_cols)
+    more = int(np.diff(extra.indptr).max()) if extra.nnz else 0
+    k_ask = min(k + more, n_cols)
+    ids, scores = estimator.recommend(X, k=k_ask, filter_seen=True, items=items, exclude=exclude)
+    if more:
+        pos = np.where(ids >= 0, ids, -1)
+        if columns is not None:
+            # extra's columns are positions in the allow-list
+            pos = np.where(ids >= 0, np.searchsorted(columns, np.maximum(ids, 0)), -1)
+        _, drop = lookup(extra, pos)
+        keep = (ids >= 0) & ~drop
+        order = np.argsort(~keep, axis=1, kind="stable")
+        ids = np.take_along_axis(np.where(keep, ids, -1), order, axis=1)
+        scores = np.take_along_axis(np.where(keep, scores, -np.inf), order, axis=1)
+    ids, scores = ids[:, :k], scores[:, :k]
+    return ids, np.asarray(scores, dtype=np.float32)
 
 
 class DerivedCachesMixin:
@@ -104,6 +263,15 @@ def fit_factor_source(
                 f"wrapping one); got {type(est).__name__}."
             )
     n_items = est.item_factors_.shape[0]
+    if isinstance(source, FrozenEstimator) and est.item_factors_.shape[1] > n_items:
+        # a fitted source warned when it was fitted; prefit arrays (from_arrays, Spark) never were
+        warnings.warn(
+            f"The prefit factor source has {est.item_factors_.shape[1]} factors for "
+            f"{n_items} items: at most {n_items} factors can be told apart, the others only "
+            "fit noise.",
+            UserWarning,
+            stacklevel=3,
+        )
     if n_items != X.shape[1]:
         raise ValueError(
             f"The factor source has {n_items} items but X has {X.shape[1]} columns; the "
@@ -199,10 +367,27 @@ class RecommenderMixin:
         scores : ndarray of shape (n_users, k), float32
             Their scores (-inf for empty slots).
         """
+        return self._recommend(X, k, filter_seen=filter_seen, items=items, exclude=exclude)
+
+    def _recommend(self, X, k, *, filter_seen=True, items=None, exclude=None, seen=None):
+        """:meth:`recommend`, with the items never to return given apart from ``X``.
+
+        ``seen`` (a matrix of X's shape, or None) is what ``filter_seen``
+        filters besides X's own items: e.g. a user's raw log, before a weighting
+        step or a filter removed some of it from ``X``. One vectorised pass, no
+        loop over users.
+        """
         filter_seen = check_flag(filter_seen, "filter_seen")
         X = self._validate_users(X)
         n_items = X.shape[1]
-        seen = X if filter_seen else None
+        if not filter_seen:
+            seen = None
+        elif seen is None:
+            seen = X
+        else:
+            # X's own items too, as a recommender with its own recommend filters them
+            seen = check_seen(seen, X.shape) + X
+            seen.sum_duplicates()
         columns, seen, exclude_pos = restrict_items(seen, items, exclude, n_items)
         ids, scores = self._topk(X, k, columns, seen, exclude_pos)
         if columns is not None:
@@ -263,23 +448,9 @@ class RecommenderMixin:
         score : float
             Mean NDCG@k over users with a non-empty query.
         """
-        from .model_selection import make_fewshot_scorer
+        from .model_selection import _score_fewshot
 
-        if y is not None and np.ndim(y) == 1:
-            y = None
-        if y is None:
-            longest = int(np.diff(check_interactions(X).indptr).max())
-            if longest <= n_shots:
-                warnings.warn(
-                    f"No user in X has more than n_shots={n_shots} interactions; scoring "
-                    f"with n_shots={max(longest - 1, 0)} instead (the longest row has "
-                    f"{longest}).",
-                    UserWarning,
-                    stacklevel=2,
-                )
-                n_shots = max(longest - 1, 0)
-        k = min(k, self.n_features_in_) if hasattr(self, "n_features_in_") else k
-        return make_fewshot_scorer("ndcg", k=k, n_shots=n_shots)(self, X, y)
+        return _score_fewshot(self, X, y, k=k, n_shots=n_shots)
 
 
 class FactorRecommenderMixin(RecommenderMixin):

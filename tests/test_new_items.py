@@ -9,6 +9,7 @@ import pickle
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 
 import skfewrec
@@ -57,7 +58,7 @@ def test_add_items_is_the_exact_item_half_step(factors, split):
     old, new = split
     rec = ClosedFormFoldIn(FrozenEstimator(factors), prior="gaussian").fit(old)
     before = rec.item_factors_.copy()
-    assert rec.add_items(new) is rec
+    assert rec.add_items(new, method="fold_in") is rec
     expected = naive_item_solve(factors.user_factors_, new, 0.5, 3.0)
     np.testing.assert_allclose(rec.item_factors_[100:], expected, rtol=2e-3, atol=2e-4)
     np.testing.assert_array_equal(rec.item_factors_[:100], before)
@@ -294,3 +295,129 @@ def test_explicit_fold_in_items_and_extend_items_agree(explicit, split):
     np.testing.assert_array_equal(grown.item_factors_[100:], explicit.fold_in_items(new))
     assert grown.item_biases_.shape == (120,) and explicit.item_biases_.shape == (100,)
     assert grown.global_mean_ == explicit.global_mean_
+
+
+# --- the support placement (ClosedFormFoldIn's default), and growing loaded models ----------
+
+
+def test_default_add_items_places_items_from_activity_weighted_support(factors, split):
+    from skfewrec.adapters._items import support_item_factors
+
+    old, new = split
+    rec = ClosedFormFoldIn(FrozenEstimator(factors)).fit(old)
+    np.testing.assert_array_equal(rec.user_activity_, old.getnnz(axis=1))
+    rec.add_items(new)
+    U, V = factors.user_factors_.astype(np.float64), factors.item_factors_.astype(np.float64)
+    w = 1.0 / (old.getnnz(axis=1) + 1.0)
+    Y = (new.T.toarray() > 0) @ (w[:, None] * U) @ (V.T @ V)
+    # one scale for the call: the new items' score spread is the warm items'
+    cosine = (Y * rec.item_factors_[100:]).sum(1) / (
+        np.linalg.norm(Y, axis=1) * np.linalg.norm(rec.item_factors_[100:], axis=1)
+    )
+    np.testing.assert_allclose(cosine, 1.0, rtol=1e-4)
+    ratio = np.linalg.norm(rec.item_factors_[100:], axis=1) / np.linalg.norm(Y, axis=1)
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-4)
+    assert np.std(U @ rec.item_factors_[100:].T) == pytest.approx(np.std(U @ V.T), rel=0.05)
+    np.testing.assert_allclose(
+        rec.item_factors_[100:], support_item_factors(U, V, new, old.getnnz(axis=1)), rtol=1e-5
+    )
+    np.testing.assert_array_equal(rec.item_counts_[100:], new.getnnz(axis=0))
+    assert factors.item_factors_.shape == (100, F)  # the frozen source is left alone
+
+
+def test_add_items_method_is_checked_and_falls_back_without_activity(factors, split):
+    old, new = split
+    rec = ClosedFormFoldIn(FrozenEstimator(factors)).fit(old)
+    with pytest.raises(ValueError, match='method must be "support" or "fold_in"'):
+        rec.add_items(new, method="symmetric")
+    # fit on other rows than the source's users: no activity, so the exact fold-in
+    other = ClosedFormFoldIn(FrozenEstimator(factors)).fit(old[:200])
+    assert other.user_activity_ is None
+    other.add_items(new)
+    exact = ClosedFormFoldIn(FrozenEstimator(factors)).fit(old).add_items(new, method="fold_in")
+    np.testing.assert_allclose(other.item_factors_, exact.item_factors_)
+
+
+def test_support_placement_finds_held_out_items_and_ranks_them_among_warm_items():
+    """Clustered users and items: both placements find 3-shot items; support's reach full lists."""
+    from skfewrec.model_selection import evaluate_item_kshot, item_kshot_split
+
+    rng = np.random.default_rng(0)
+    uc, ic = rng.integers(8, size=600), np.arange(400) % 8
+    X = sp.csr_matrix((rng.random((600, 400)) < np.where(uc[:, None] == ic, 0.15, 0.005)) * 1.0)
+    split = item_kshot_split(X, 3, test_size=0.25, random_state=0)
+    base = ClosedFormFoldIn(ALSFactors(n_components=8, max_iter=10, random_state=0))
+    recall = {}
+    for method in ("support", "fold_in"):
+        model = clone(base).fit(split.X_warm).add_items(split.support, method=method)
+        recall[method] = evaluate_item_kshot(model, split, k=10, directions=("items",))
+    n_new = split.support.shape[1]
+    assert recall["fold_in"]["new_recall"] > 3 * 10 / n_new  # far better than a random order
+    assert recall["support"]["new_recall"] >= 0.9 * recall["fold_in"]["new_recall"]
+    # scaled to the warm scores, the placed items also make whole-catalogue lists
+    assert recall["support"]["full_recall"] > recall["fold_in"]["full_recall"] + 0.2
+
+
+@pytest.mark.parametrize("kind", ["new_item", "closed_form"])
+def test_a_loaded_model_takes_new_items_and_round_trips(kind, split, small_interactions, tmp_path):
+    from skfewrec.adapters import NewItemRecommender
+
+    old, new = split
+    base = ClosedFormFoldIn(ALSFactors(n_components=F, max_iter=5, random_state=0))
+    model = NewItemRecommender(base, random_state=0) if kind == "new_item" else base
+    model.fit(old)
+    skfewrec.save(model, tmp_path / "warm")
+    loaded = skfewrec.load(tmp_path / "warm")
+    loaded.add_items(new[:, :10]).add_items(new[:, 10:])
+    model.add_items(new[:, :10]).add_items(new[:, 10:])
+    S = small_interactions[250:]
+    ids, scores = loaded.recommend(S, k=10)
+    assert loaded.n_features_in_ == 120 and (ids >= 100).any()
+    np.testing.assert_array_equal(ids, model.recommend(S, k=10)[0])
+    skfewrec.save(loaded, tmp_path / "grown")
+    again = skfewrec.load(tmp_path / "grown")
+    np.testing.assert_array_equal(again.recommend(S, k=10)[0], ids)
+    np.testing.assert_allclose(again.recommend(S, k=10)[1], scores, rtol=1e-6)
+
+
+def test_repeated_add_items_grow_in_place_and_leave_old_arrays_alone(split):
+    from skfewrec.adapters import NewItemRecommender
+
+    old, new = split
+    base = ClosedFormFoldIn(ALSFactors(n_components=F, max_iter=5, random_state=0))
+    rec = NewItemRecommender(base, random_state=0).fit(old)
+    rec.add_items(new[:, :1])
+    first_factors, first_profiles = rec.item_factors_, rec.item_profiles_
+    kept, kept_profiles = first_factors.copy(), first_profiles.copy()
+    buffers = set()
+    for j in range(1, 20):
+        rec.add_items(new[:, j : j + 1])
+        # the per-item arrays are views of one buffer: an add copies its own rows only
+        assert np.shares_memory(rec.item_factors_, first_factors)
+        buffers.add(rec.item_profiles_.data.ctypes.data)
+    assert len(buffers) <= 5  # the profiles' buffer doubles: a few moves for 19 adds
+    assert abs(first_profiles - kept_profiles).max() == 0
+    np.testing.assert_array_equal(first_factors, kept)  # an old reference keeps its values
+    assert first_factors.shape == (101, F) and rec.item_factors_.shape == (120, F)
+    assert rec.item_profiles_.shape == (120, 100)
+    assert rec.support_counts_[100:].tolist() == new.getnnz(axis=0).tolist()
+    # and the grown matrices are what one call per item computes
+    one_by_one = NewItemRecommender(base, random_state=0).fit(old)
+    for j in range(20):
+        one_by_one.item_profiles_ = one_by_one.item_profiles_.copy()  # no shared buffer
+        one_by_one.add_items(new[:, j : j + 1])
+    np.testing.assert_allclose(one_by_one.item_factors_, rec.item_factors_, rtol=1e-6)
+    assert abs(one_by_one.item_profiles_ - rec.item_profiles_).max() < 1e-9
+
+
+def test_a_tampered_new_item_bundle_is_refused(split, tmp_path):
+    from skfewrec.adapters import NewItemRecommender
+    from skfewrec.persistence import BundleError
+
+    old, new = split
+    base = ClosedFormFoldIn(ALSFactors(n_components=F, max_iter=5, random_state=0))
+    rec = NewItemRecommender(base, random_state=0).fit(old)
+    rec.scale_users_ = rec.scale_users_ + 10_000
+    skfewrec.save(rec, tmp_path / "bad")
+    with pytest.raises(BundleError, match="scale_users_"):
+        skfewrec.load(tmp_path / "bad")

@@ -158,3 +158,17 @@ def test_add_items_passes_through_and_counts_support(knob_data):
     assert knob.n_features_in_ == X.shape[1] == knob.penalty_.size
     ids, _ = knob.recommend(X, k=5, items=np.arange(100, X.shape[1]))
     assert ids.min() >= 100
+
+
+def test_a_loaded_knob_takes_new_items_like_the_original(knob_data, tmp_path):
+    import skfewrec
+
+    X, base = knob_data
+    knob = PopularityPenalty(base, strength=0.3, random_state=0).fit(X[:, :100])
+    skfewrec.save(knob, tmp_path / "knob")
+    loaded = skfewrec.load(tmp_path / "knob")
+    np.testing.assert_array_equal(loaded.item_popularity_, item_popularity(X[:, :100]))
+    knob.add_items(X[:, 100:])
+    loaded.add_items(X[:, 100:])
+    np.testing.assert_allclose(loaded.penalty_, knob.penalty_)
+    np.testing.assert_array_equal(loaded.recommend(X, k=10)[0], knob.recommend(X, k=10)[0])

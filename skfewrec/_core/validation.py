@@ -16,8 +16,25 @@ loses positive definiteness from about 1e15, and 1e300 is not a float32 at all.
 Larger values are almost always a unit mistake (milliseconds, bytes, ids in
 the value column); rescale them, e.g. with ``np.log1p`` or
 :class:`skfewrec.preprocessing.LogConfidence`.
+
+A long interaction log (one row per event: user, item[, value][, time]) passed
+where a user x item matrix is expected is refused, never read as a catalogue of
+2 to 4 items (:func:`check_not_a_log`). Dense input is read as a log when
+
+- it is a DataFrame with a non-numeric column (ids, names, datetimes): a user x
+  item matrix holds only numbers;
+- it is a DataFrame with a column named like a user or item id (``user``,
+  ``userId``, ``item_id``, ``movieId``, ...: see :data:`LOG_COLUMN_NAMES`);
+- it has 2 to 4 columns and its first two columns hold non-negative integers
+  with at least :data:`MIN_LOG_IDS` distinct values each: ids of users and
+  items, not the counts of a 2- to 4-item catalogue (random or float-valued
+  matrices, such as scikit-learn's estimator checks use, never match).
+
+Sparse matrices are never read as logs: a genuine matrix of a few items that
+matches the last rule can always be passed as ``scipy.sparse.csr_matrix(X)``.
 """
 
+import re
 from numbers import Integral
 
 import numpy as np
@@ -28,6 +45,114 @@ MAX_INTERACTION_VALUE = 1e6
 #: the smallest positive value accepted: float32's smallest normal number; smaller
 #: ones would become 0 (no interaction) or lose their precision in float32
 MIN_POSITIVE_VALUE = float(np.finfo(np.float32).tiny)
+
+
+#: column names (lower-cased, without "_", "-", " " and ".") that mark a DataFrame as a log
+LOG_COLUMN_NAMES = re.compile(
+    r"^(user|item|movie|product|artist|track|song|book|customer|session|visitor|client"
+    r"|article|video|sku|listing|place|venue|location|poi)s?(id|ids|idx|index|key|code|name)?$"
+)
+#: distinct values each of the first two columns of a 2- to 4-column dense array needs
+#: to be read as the user and item ids of a log
+MIN_LOG_IDS = 10
+
+_ENCODE_HINT = (
+    "Encode the log first: X = skfewrec.preprocessing.InteractionEncoder(user_col=..., "
+    "item_col=..., value_col=...).fit_transform(log), or fit "
+    "skfewrec.pipeline.make_pipeline(InteractionEncoder(...), <recommender>), which takes "
+    "the log itself and answers raw ids."
+)
+
+
+def _log_reason(X):
+    """Why a dense ``X`` is a long log rather than a user x item matrix, or None."""
+    columns = getattr(X, "columns", None)
+    dtypes = getattr(X, "dtypes", None)
+    if columns is not None and dtypes is not None and hasattr(X, "to_numpy"):
+        from pandas.api.types import is_bool_dtype, is_complex_dtype, is_numeric_dtype
+
+        odd = [
+            (c, t)
+            for c, t in zip(columns, dtypes)
+            if not (is_numeric_dtype(t) or is_bool_dtype(t)) or is_complex_dtype(t)
+        ]
+        if odd:
+            shown = ", ".join(f"{c!r} ({t})" for c, t in odd[:4])
+            return (
+                f"a DataFrame with non-numeric column(s) {shown}; a user x item matrix holds "
+                "only numbers"
+            )
+        named = [
+            c for c in columns if LOG_COLUMN_NAMES.match(re.sub(r"[_\-\s.]", "", str(c).lower()))
+        ]
+        if named:
+            shown = ", ".join(repr(c) for c in named[:4])
+            return f"a DataFrame with column(s) named like user or item ids ({shown})"
+        arr = X.to_numpy()
+    else:
+        arr = np.asarray(X)
+    if arr.ndim != 2 or not 2 <= arr.shape[1] <= 4 or arr.shape[0] < MIN_LOG_IDS:
+        return None
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+        return None
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        return None
+    ids = arr[:, :2]
+    if np.issubdtype(arr.dtype, np.floating):
+        with np.errstate(invalid="ignore"):
+            if not (np.all(np.isfinite(ids)) and np.all(ids == np.floor(ids))):
+                return None
+    if ids.min() < 0:
+        return None
+    n_distinct = [np.unique(ids[:, j]).size for j in range(2)]
+    if min(n_distinct) < MIN_LOG_IDS:
+        return None
+    return (
+        f"an array of {arr.shape[0]} rows and only {arr.shape[1]} columns whose first two "
+        f"columns hold integer ids ({n_distinct[0]} and {n_distinct[1]} distinct values)"
+    )
+
+
+def check_not_a_log(X, name="X"):
+    """Refuse a long interaction log passed where a user x item matrix is expected.
+
+    See the module's docstring for the rule. Fitting a log such as
+    ``df[["userId", "movieId", "rating"]]`` would otherwise build a 3-item model.
+
+    Parameters
+    ----------
+    X : object
+        Dense input (array-like or DataFrame); sparse matrices pass unchecked.
+    name : str, default="X"
+        The parameter name used in the message.
+
+    Raises
+    ------
+    ValueError
+        Saying why ``X`` looks like a log and how to encode it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._core.validation import check_not_a_log
+    >>> log = np.column_stack([np.arange(40) // 2, np.arange(40) % 20, np.ones(40)])
+    >>> check_not_a_log(log)
+    Traceback (most recent call last):
+    ...
+    ValueError: X looks like a long interaction log (one row per event: user, item[, value]...
+    >>> check_not_a_log(np.ones((40, 3)))  # a 3-item matrix: no ids in it
+    """
+    if sp.issparse(X) or X is None or isinstance(X, str | bytes):
+        return
+    reason = _log_reason(X)
+    if reason is None:
+        return
+    raise ValueError(
+        f"{name} looks like a long interaction log (one row per event: user, item[, value]"
+        f"[, time]) rather than a user x item matrix: it is {reason}. Read as a matrix, each "
+        f"of its columns would be an item. {_ENCODE_HINT} If {name} really is a matrix of "
+        "that few items, pass it as a scipy.sparse matrix."
+    )
 
 
 def check_values(values, name):
@@ -115,6 +240,9 @@ def check_interactions(
 ):
     """Validate an interaction matrix and return it as a canonical CSR matrix.
 
+    A long interaction log passed instead of a matrix is refused with how to
+    encode it (:func:`check_not_a_log`).
+
     Parameters
     ----------
     X : {array-like, sparse matrix} of shape (n_users, n_items)
@@ -160,6 +288,7 @@ def check_interactions(
         check_values(X.data, name)  # before the cast: float32 turns 1e300 into inf
         X = X.astype(dtype, copy=False)
     else:
+        check_not_a_log(X, name)
         arr = np.asarray(X) if not hasattr(X, "to_numpy") else X.to_numpy()
         if arr.dtype == object:
             try:

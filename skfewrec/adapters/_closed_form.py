@@ -14,7 +14,7 @@ from .._auto import (
     item_conditional_means,
     shrink_to_support,
 )
-from .._core.compat import HasMethods, Interval, StrOptions, _fit_context
+from .._core.compat import HasMethods, Interval, StrOptions, _fit_context, check_is_fitted
 from .._core.conventions import CONVENTIONS
 from .._core.csr import select_entries
 from .._core.knn import blend_scores, conditional_neighbors, pad_square
@@ -31,7 +31,7 @@ from ..base import (
 )
 from ..factors._als import ALSFactors
 from ..factors._explicit import ExplicitALSFactors, check_rating_scale, check_ratings_in_scale
-from ._items import NewItemsMixin
+from ._items import NewItemsMixin, extend_with_vectors, support_item_factors
 from ._priors import prior_terms, warm_prior
 
 #: objective -> (default factor source, attributes it must have, what provides them)
@@ -188,6 +188,10 @@ class ClosedFormFoldIn(
     global_mean_ : float
         Only for ``objective="explicit"``: the mean warm rating ``mu_r``
         (``factors_.global_mean_``, read-only).
+    user_activity_ : ndarray of shape (n_warm_users,), int64, or None
+        The number of items each row of ``X`` interacted with, kept for
+        :meth:`add_items` when those rows are the factor source's users
+        (None otherwise).
     item_counts_ : ndarray of shape (n_items,), int64
         Number of warm users who interacted with each item when the factors were
         trained (the factor source's ``item_counts_``; for prefit factors without
@@ -330,6 +334,10 @@ class ClosedFormFoldIn(
         if counts is None:
             counts = np.bincount(X.indices, minlength=X.shape[1])
         self.item_counts_ = np.array(counts, dtype=np.int64)
+        # the warm users' activity, for add_items(method="support"): X's rows must be theirs
+        warm_users = getattr(self.factors_, "user_factors_", None)
+        same_rows = warm_users is not None and warm_users.shape[0] == X.shape[0]
+        self.user_activity_ = np.diff(X.indptr).astype(np.int64) if same_rows else None
         with blas_limits(1):
             warm = self._solve(X, self._make_system(None, None))
         self.mean_, self.covariance_ = warm_prior(warm)
@@ -430,11 +438,90 @@ class ClosedFormFoldIn(
         report.update(source="measured", settings=dict(chosen), prefit=factors is self.factors)
         return {**chosen, **fixed}, report
 
-    def add_items(self, X_new_items):
-        super().add_items(X_new_items)
+    def add_items(self, X_new_items, *, method="support"):
+        """Append items added after fitting, placed from the warm users who interacted with them.
+
+        Two placements (``method``):
+
+        - ``"support"`` (default): each new item's vector is the
+          activity-weighted sum of its support users' vectors through the warm
+          items' Gram matrix, scaled to the warm scores' spread
+          (:func:`~skfewrec.adapters._items.support_item_factors`). On the
+          k-shot item protocol (``benchmarks/new_items.py``) it finds new items
+          more often than the exact fold-in on ml-latest-small and Gowalla at
+          every number of support users, hence the default. It needs the warm
+          users' activity (``user_activity_``, kept by ``fit`` when ``X``'s rows
+          are the factor source's users); without it (a prefit source trained
+          on other rows, a model saved before it), and for
+          ``objective="explicit"``, the items are folded in as by ``"fold_in"``.
+        - ``"fold_in"``: the exact closed-form solve of the pretraining
+          objective with the warm users' vectors fixed (the item half-step of
+          ALS, :meth:`ALSFactors.extend_items`).
+
+        For the best new items, with the neighbours of their support users and
+        side features, use :class:`~skfewrec.adapters.NewItemRecommender`.
+        The new items get the column indices ``n_features_in_`` onwards,
+        ``recommend`` ranks them, and new users' interaction matrices must then
+        have the grown number of columns.
+
+        Parameters
+        ----------
+        X_new_items : {array-like, sparse matrix} of shape (n_warm_users, n_new_items)
+            The warm users' interactions with the new items: one row per warm
+            user, in the order of the rows the factor source was trained on
+            (the rows ``fit`` saw, unless the factor source was prefit).
+        method : {"support", "fold_in"}, default="support"
+            How the new items are placed (see above).
+
+        Returns
+        -------
+        self : object
+            The estimator, with ``factors_`` (so ``item_factors_``) and
+            ``n_features_in_`` grown.
+
+        Warns
+        -----
+        UserWarning
+            When a new item has no interaction from any warm user: it gets a zero
+            vector (a score of 0 for every user, so it ranks as an unknown item)
+            and shots on it are ignored when folding in users.
+
+        Examples
+        --------
+        >>> from skfewrec import ALSFactors, ClosedFormFoldIn
+        >>> from skfewrec.datasets import make_interactions
+        >>> X = make_interactions(n_users=200, n_items=60, random_state=0).X
+        >>> rec = ClosedFormFoldIn(ALSFactors(n_components=8, random_state=0)).fit(X[:, :50])
+        >>> rec.add_items(X[:, 50:]).n_features_in_
+        60
+        >>> rec.item_factors_.shape
+        (60, 8)
+        """
+        check_is_fitted(self)
+        if method not in ("support", "fold_in"):
+            raise ValueError(f'method must be "support" or "fold_in", got {method!r}.')
+        activity = getattr(self, "user_activity_", None)
+        new = check_interactions(X_new_items, name="X_new_items")
+        warm = getattr(self.factors_, "user_factors_", None)
+        if (
+            method == "fold_in"
+            or self.objective != "implicit"
+            or activity is None
+            or warm is None
+            or np.shape(activity) != (warm.shape[0],)
+        ):
+            super().add_items(new)
+        else:
+            self._check_new_item_values(new)
+            self.factors_._warm_users(new)  # the checks of the fold-in: one row per warm user
+            if np.min(activity, initial=0) < 0:
+                raise ValueError("user_activity_ holds negative counts; refit the model.")
+            V = self.factors_.item_factors_
+            vectors = support_item_factors(warm, V, new, activity)
+            self.factors_ = extend_with_vectors(self.factors_, new, vectors)
+            self._grew_items(new)
         if self.item_means_ is not None:
             # the new items' means from the warm users who touched them (zero: unknown)
-            new = check_interactions(X_new_items, name="X_new_items")
             warm = self.factors_.user_factors_
             means = (
                 item_conditional_means(new, warm)
@@ -443,8 +530,6 @@ class ClosedFormFoldIn(
             )
             self.item_means_ = np.vstack([self.item_means_, means])
         return self
-
-    add_items.__doc__ = NewItemsMixin.add_items.__doc__
 
     def _blas_threads(self):
         return effective_n_jobs(self.n_jobs)

@@ -33,7 +33,13 @@ from sklearn.utils import check_random_state
 
 from .._core.compat import Interval, _fit_context, check_is_fitted
 from .._core.validation import check_interactions
-from ..base import RecommenderMixin, SparseInputMixin, validate_interactions
+from ..base import (
+    DerivedCachesMixin,
+    RecommenderMixin,
+    SparseInputMixin,
+    validate_interactions,
+)
+from ._items import append_csr_rows, append_rows
 from ._priors import warm_prior
 
 __all__ = ["NewItemRecommender", "feature_map"]
@@ -94,7 +100,7 @@ def _check_features(features, n_items, name):
     return F
 
 
-class NewItemRecommender(SparseInputMixin, RecommenderMixin, BaseEstimator):
+class NewItemRecommender(DerivedCachesMixin, SparseInputMixin, RecommenderMixin, BaseEstimator):
     """A factor recommender whose new items are placed from their few users and features.
 
     Wraps a fitted-on-``fit`` factor recommender (by default
@@ -139,6 +145,10 @@ class NewItemRecommender(SparseInputMixin, RecommenderMixin, BaseEstimator):
         Users behind each item (warm: training users; new: support users).
     n_warm_items_ : int
         Number of items seen by ``fit``.
+    scale_users_ : ndarray of int
+        The warm users (rows) on which the parts of a new item's score are scaled.
+    warm_scale_ : float
+        The spread of the warm items' scores on those users: the unit of every part.
     n_features_in_ : int
         The current catalogue size.
 
@@ -151,7 +161,12 @@ class NewItemRecommender(SparseInputMixin, RecommenderMixin, BaseEstimator):
     Each part of a new item's score is scaled by its spread over the items of
     the same ``add_items`` call (on a fixed sample of warm users), so items
     added one at a time get slightly different scales than the same items added
-    together. A user's vector comes from their warm items only: interactions
+    together. An ``add_items`` call costs what its items need (their support
+    users' histories and vectors), not the catalogue: the per-item arrays grow
+    in place into buffers that double when full (rows already there are never
+    written, so a reference to the old arrays keeps its values). Added items
+    survive :func:`skfewrec.save` and :func:`skfewrec.load`, and a loaded model
+    takes more. A user's vector comes from their warm items only: interactions
     with new items do not move it (``recommend`` still filters them as seen).
 
     The defaults were chosen on the k-shot item protocol of ml-latest-small and
@@ -170,6 +185,8 @@ class NewItemRecommender(SparseInputMixin, RecommenderMixin, BaseEstimator):
     >>> rec.recommend(X[:2], k=3)[0].shape
     (2, 3)
     """
+
+    _derived_caches = ("_append_buffers", "_append_csr")
 
     _parameter_constraints = {
         "recommender": "no_validation",
@@ -247,15 +264,46 @@ class NewItemRecommender(SparseInputMixin, RecommenderMixin, BaseEstimator):
         self.item_factors_ = V
         self.item_profiles_ = sp.csr_matrix((X.shape[1], X.shape[1]))
         self.support_counts_ = counts.astype(np.int64)
-        self._scales = self._measure_scales(V)
-        return self
-
-    def _measure_scales(self, V):
-        """Spread of the warm scores on a sample of users: the unit new parts are put in."""
+        # the unit new parts are put in: the warm scores' spread on a sample of users
         rng = check_random_state(self.random_state)
         n_users = self.user_factors_.shape[0]
-        self._sample = np.sort(rng.permutation(n_users)[: min(n_users, 1000)])
-        return {"warm": float(np.std(self.user_factors_[self._sample] @ V.T)) or 1.0}
+        self.scale_users_ = np.sort(rng.permutation(n_users)[: min(n_users, 1000)])
+        self.warm_scale_ = float(np.std(self.user_factors_[self.scale_users_] @ V.T)) or 1.0
+        self._rebuild()
+        return self
+
+    def _rebuild(self):
+        """Check that the fitted state is consistent (a loaded model is untrusted input)."""
+        n_users, f = np.shape(self.user_factors_)
+        n_warm, n_items = int(self.n_warm_items_), int(self.n_features_in_)
+        expected = {
+            "histories_": (n_users, n_warm),
+            "activity_": (n_users,),
+            "item_weights_": (n_warm,),
+            "gram_": (f, f),
+            "prior_mean_": (f,),
+            "item_factors_": (n_items, f),
+            "item_profiles_": (n_items, n_warm),
+            "support_counts_": (n_items,),
+        }
+        for name, shape in expected.items():
+            if tuple(np.shape(getattr(self, name))) != shape:
+                raise ValueError(
+                    f"{name} has shape {np.shape(getattr(self, name))}, not {shape}: the "
+                    "fitted state is inconsistent; refit the model."
+                )
+        users = np.asarray(self.scale_users_)
+        if users.ndim != 1 or users.size == 0 or users.dtype.kind not in "iu":
+            raise ValueError("scale_users_ must be a non-empty 1-d array of row indices.")
+        if users.min() < 0 or users.max() >= n_users or not n_warm <= n_items:
+            raise ValueError("scale_users_ or n_warm_items_ is out of range; refit the model.")
+        if not (np.isfinite(self.warm_scale_) and self.warm_scale_ > 0):
+            raise ValueError(f"warm_scale_ must be > 0, got {self.warm_scale_!r}.")
+        if np.min(self.activity_) < 1 or np.min(self.support_counts_) < 0:
+            raise ValueError("activity_ must be >= 1 and support_counts_ >= 0; refit the model.")
+        coef = self.feature_coef_
+        if coef is not None and (np.ndim(coef) != 2 or np.shape(coef)[1] != f):
+            raise ValueError(f"feature_coef_ must have {f} columns; refit the model.")
 
     def _spread(self, scores):
         s = float(np.std(scores))
@@ -281,6 +329,7 @@ class NewItemRecommender(SparseInputMixin, RecommenderMixin, BaseEstimator):
         """
         check_is_fitted(self)
         S = check_interactions(X_new_items, name="X_new_items", dtype=np.float64)
+        F = None
         U = self.user_factors_
         if S.shape[0] != U.shape[0]:
             raise ValueError(
@@ -293,6 +342,13 @@ class NewItemRecommender(SparseInputMixin, RecommenderMixin, BaseEstimator):
                 "item_features were given to add_items but not to fit; pass the warm "
                 "items' features to fit(X, item_features=...) to learn the feature map."
             )
+        if item_features is not None:
+            F = _check_features(item_features, n_new, "item_features")
+            if F.shape[1] + 1 != self.feature_coef_.shape[0]:
+                raise ValueError(
+                    f"item_features has {F.shape[1]} columns but fit saw "
+                    f"{self.feature_coef_.shape[0] - 1}; pass the same features."
+                )
         S = sp.csr_matrix(S.astype(bool).astype(np.float64))
         counts = S.getnnz(axis=0)
         Sw = (sp.diags(self.activity_**-self.activity_power) @ S).T.tocsr()
@@ -302,23 +358,22 @@ class NewItemRecommender(SparseInputMixin, RecommenderMixin, BaseEstimator):
             profiles = sp.csr_matrix(Sw @ self.histories_ @ sp.diags(self.item_weights_))
         else:
             profiles = sp.csr_matrix((n_new, self.n_warm_items_))
-        if item_features is not None:
-            F = _check_features(item_features, n_new, "item_features")
+        if F is not None:
             prior = np.c_[F, np.ones(n_new)] @ self.feature_coef_
         else:
             prior = np.tile(self.prior_mean_, (n_new, 1))
         # scale each part to the warm scores' spread, measured on sampled users
-        Us = U[self._sample]
-        warm = self._scales["warm"]
+        Us = U[self.scale_users_]
+        warm = self.warm_scale_
         factor_part *= (1 - a) * warm / self._spread(Us @ factor_part.T)
         if a > 0:
-            spread = self._spread((self.histories_[self._sample] @ profiles.T).toarray())
+            spread = self._spread((self.histories_[self.scale_users_] @ profiles.T).toarray())
             profiles = profiles * (a * warm / spread)
         s = self.feature_strength
         prior *= (s / (s + counts))[:, None] * warm / self._spread(Us @ prior.T)
-        self.item_factors_ = np.vstack([self.item_factors_, factor_part + prior])
-        self.item_profiles_ = sp.vstack([self.item_profiles_, profiles], format="csr")
-        self.support_counts_ = np.concatenate([self.support_counts_, counts.astype(np.int64)])
+        append_rows(self, "item_factors_", factor_part + prior)
+        append_csr_rows(self, "item_profiles_", profiles)
+        append_rows(self, "support_counts_", counts.astype(np.int64))
         self.n_features_in_ = int(self.n_features_in_ + n_new)
         return self
 

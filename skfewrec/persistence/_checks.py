@@ -247,7 +247,8 @@ def _probe(n_items, est):
 def smoke_check(est, label):
     """A fitted recommender must answer a small probe with in-range ids and finite scores.
 
-    A ``Pipeline`` ending in a recommender is probed through its transformers.
+    A ``Pipeline`` ending in a recommender is probed through its transformers
+    (after the InteractionEncoder it may start with: the probe is a matrix).
     """
     steps = getattr(est, "steps", None)
     last = steps[-1][1] if isinstance(steps, list) and steps else est
@@ -266,7 +267,12 @@ def smoke_check(est, label):
     def answer():
         X = _probe(int(n_items), last)
         if steps is not None:
-            X = est[:-1].transform(X)
+            from ..preprocessing import InteractionEncoder
+
+            # the probe is a matrix: it enters after the encoder a pipeline starts with
+            first = 1 if isinstance(steps[0][1], InteractionEncoder) else 0
+            if len(steps) - 1 > first:
+                X = est[first:-1].transform(X)
         return last.recommend(X, k=k, filter_seen=False)
 
     ids, scores = guarded("answering a probe", est, label, answer)

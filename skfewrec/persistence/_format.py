@@ -20,7 +20,7 @@ _EXTERNAL_CLASSES = {
     "sklearn.frozen.FrozenEstimator": ("sklearn.frozen", "FrozenEstimator"),
 }
 #: the modules whose public names a bundle may use for skfewrec classes
-_PUBLIC_MODULES = ("skfewrec", "skfewrec.preprocessing")
+_PUBLIC_MODULES = ("skfewrec", "skfewrec.preprocessing", "skfewrec.pipeline")
 #: class paths written by earlier versions (private module paths) -> public path
 _ALIASES = {
     **{
@@ -43,7 +43,6 @@ _ALIASES = {
         for name in ("BM25Weighting", "LogConfidence", "TFIDFWeighting")
     },
 }
-#: member names a manifest may list, and the largest manifest read
 #: member names a manifest may list
 MEMBER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
 #: strings longer than this are stored as members of their own

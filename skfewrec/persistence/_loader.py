@@ -166,6 +166,11 @@ def _read_members(reader, budget):
 def _allowed_class(path, label):
     if not isinstance(path, str):
         raise BundleError(f"{label}: a node has no class path.")
+    if path == "sklearn.pipeline.Pipeline":
+        # the same steps, with the recommender's methods (recommend, the few-shot score)
+        from ..pipeline import RecommenderPipeline
+
+        return RecommenderPipeline
     if path in _EXTERNAL_CLASSES:
         module, name = _EXTERNAL_CLASSES[path]
         return getattr(importlib.import_module(module), name)
@@ -355,6 +360,17 @@ def _check_encoder(estimator, encoder, label):
         )
 
 
+def _first_step_encoder(estimator):
+    """The fitted InteractionEncoder a pipeline starts with, or None."""
+    from ..preprocessing import InteractionEncoder
+
+    steps = getattr(estimator, "steps", None)
+    first = steps[0][1] if isinstance(steps, list) and steps else None
+    if isinstance(first, InteractionEncoder) and hasattr(first, "item_ids_"):
+        return first
+    return None
+
+
 def _decode(meta, arrays, members, label):
     _check_versions(meta, META, label)
     decoder = _Decoder(arrays, members, label)
@@ -369,6 +385,9 @@ def _decode(meta, arrays, members, label):
         if not isinstance(encoder, InteractionEncoder) or not hasattr(encoder, "item_ids_"):
             raise BundleError(f"{label}: its id maps are not a fitted InteractionEncoder.")
         _check_encoder(estimator, encoder, label)
+    elif _first_step_encoder(estimator) is not None:
+        # a pipeline that starts with its encoder carries its own id maps
+        encoder = _first_step_encoder(estimator)
     # every fitted node, and the root (a Pipeline is probed through its steps)
     probed = decoder.fitted_nodes + [n for n in [estimator] if n not in decoder.fitted_nodes]
     for est in probed:
@@ -433,11 +452,14 @@ def load(path, *, return_encoder=False):
     Returns
     -------
     estimator : estimator
-        The saved estimator, ready to use.
+        The saved estimator, ready to use. A saved scikit-learn ``Pipeline`` comes
+        back as a :class:`~skfewrec.pipeline.RecommenderPipeline` (the same steps,
+        with ``recommend``).
     encoder : InteractionEncoder or None
         Only when ``return_encoder=True``: the fitted
         :class:`~skfewrec.preprocessing.InteractionEncoder` saved with the model
-        (``save(..., encoder=)``), or None when the bundle has no id maps.
+        (``save(..., encoder=)``), or the pipeline's first step when the model is
+        a pipeline that starts with one, or None when the bundle has no id maps.
 
     Raises
     ------

@@ -2,13 +2,14 @@
 
 import warnings
 from collections.abc import Hashable
+from numbers import Real
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .._core.compat import StrOptions, _fit_context, check_is_fitted
+from .._core.compat import Interval, StrOptions, _fit_context, check_is_fitted
 from .._core.validation import MAX_INTERACTION_VALUE, check_values
 
 _N_SHOWN = 5
@@ -120,34 +121,58 @@ def _check_times(series, col):
     return times
 
 
-def _cells(rows, cols, values, times, shape, dtype):
-    """Sum values (and take the latest time) per (row, col) cell; build aligned CSR matrices.
+#: how the values of repeated (user, item) events combine into one cell
+DUPLICATE_POLICIES = ("sum", "max", "first", "last")
 
-    Cells whose summed value is 0 are dropped from both matrices, so they share exactly
-    the same canonical sparsity pattern.
+
+def _cells(
+    rows, cols, values, times, shape, dtype, *, duplicates="sum", binarize=False, order=None
+):
+    """Combine the events of each (row, col) cell; build aligned CSR matrices.
+
+    ``duplicates`` says how the values of a cell's events combine: their
+    ``"sum"``, ``"max"``, or the value of the ``"first"`` / ``"last"`` event,
+    by ``order`` (event times; ties and ``order=None``: row order). ``times``
+    (or None) gives the latest event time of each cell. With ``binarize`` every
+    non-zero cell holds 1. Cells whose value is 0 are dropped from both
+    matrices, so they share exactly the same canonical sparsity pattern.
     """
     n_rows, n_cols = shape
     key = rows.astype(np.int64) * n_cols + cols
-    if key.size > 1 and not np.all(key[1:] >= key[:-1]):
-        n = key.size
+    n = key.size
+    if duplicates in ("first", "last") and order is not None and n > 1:
+        # by cell, then event time, then row position (lexsort's last key is primary)
+        perm = np.lexsort((np.arange(n), order, key))
+        key, values = key[perm], values[perm]
+        times = None if times is None else times[perm]
+    elif n > 1 and not np.all(key[1:] >= key[:-1]):
         if n_rows * n_cols < np.iinfo(np.int64).max // n:
             # Sorting key * n + position is stable and several times faster than argsort.
             packed = np.sort(key * n + np.arange(n))
-            key, order = np.divmod(packed, n)
+            key, perm = np.divmod(packed, n)
         else:
-            order = np.argsort(key, kind="stable")
-            key = key[order]
-        values = values[order]
-        times = None if times is None else times[order]
+            perm = np.argsort(key, kind="stable")
+            key = key[perm]
+        values = values[perm]
+        times = None if times is None else times[perm]
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if key.size else key
     if starts.size != key.size:
         key = key[starts]
-        values = np.add.reduceat(values, starts)
+        if duplicates == "sum":
+            values = np.add.reduceat(values, starts)
+        elif duplicates == "max":
+            values = np.maximum.reduceat(values, starts)
+        elif duplicates == "first":
+            values = values[starts]
+        else:  # "last": each cell's events are in order, its last one ends the run
+            values = values[np.r_[starts[1:], n] - 1]
         times = None if times is None else np.maximum.reduceat(times, starts)
     nonzero = values != 0
     if not nonzero.all():
         key, values = key[nonzero], values[nonzero]
         times = None if times is None else times[nonzero]
+    if binarize:
+        values = np.ones_like(values)
     row_of = key // n_cols
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(np.bincount(row_of, minlength=n_rows), out=indptr[1:])
@@ -170,6 +195,19 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
     row per event; ``encode`` turns any log, such as the few interactions of new users,
     into a CSR matrix with the same columns, and says which user each row is.
 
+    The encoder is the model's data contract: what it filters, how it combines
+    repeated events and whether it binarizes are parameters, saved in model
+    bundles with it, so new users' raw logs go through exactly the steps the
+    training log went through. Every log, in ``fit`` and ``encode`` alike, goes
+    through the same three steps, in this order:
+
+    1. **filter**: events whose ``value_col`` value is below ``min_value`` are
+       dropped, before anything else (their items need not be in the catalogue);
+    2. **duplicates**: the events of one (user, item) pair become one cell, by
+       the ``duplicates`` policy;
+    3. **binarize**: with ``binarize=True`` every cell holds 1 (values then only
+       filter). A cell whose value is 0 is no interaction and is not stored.
+
     Parameters
     ----------
     user_col : hashable, default="user"
@@ -178,36 +216,59 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         Column holding the raw item ids.
     value_col : hashable, default=None
         Column holding non-negative interaction values (ratings, play counts), at most
-        ``skfewrec._core.validation.MAX_INTERACTION_VALUE`` (1e6); values of repeated
-        (user, item) pairs are summed. When None every event counts 1, so cells hold
-        the number of events.
+        ``skfewrec._core.validation.MAX_INTERACTION_VALUE`` (1e6). When None every
+        event counts 1, so with ``duplicates="sum"`` cells hold the number of events.
     time_col : hashable, default=None
         Column holding event times (numbers such as unix seconds, or datetimes, which are
-        converted to unix seconds), used by :meth:`encode_timestamps`.
+        converted to unix seconds), used by :meth:`encode_timestamps` and to order
+        repeated events for ``duplicates="first"`` / ``"last"``.
     handle_unknown : {"error", "ignore"}, default="error"
         What to do with item ids not seen in ``fit``: raise a ``ValueError`` naming
-        them, or drop those events with a warning that counts them.
+        them, or drop those events with a warning that counts them. Events removed
+        by ``min_value`` are never unknown: they are dropped first.
+    min_value : float, default=None
+        Drop every event whose ``value_col`` value is below ``min_value`` (e.g. 4
+        to keep the 4- and 5-star ratings as likes). Needs ``value_col``. None
+        keeps every event.
+    binarize : bool, default=False
+        Make every kept (user, item) cell 1, whatever its value or number of
+        events: the values only filter (through ``min_value``).
+    duplicates : {"sum", "max", "first", "last"}, default="sum"
+        How the events of one (user, item) pair combine into one cell: the sum of
+        their values (event counts when ``value_col`` is None; skfewrec 0.1's
+        behaviour), their largest value, or the value of the earliest / latest
+        event, by ``time_col`` when the log has that column, else by row order
+        (ties in time too). Sums obey the same bound as values.
     dtype : dtype, default=np.float32
         The dtype of the matrix values.
 
     Attributes
     ----------
     item_ids_ : ndarray of shape (n_items_,)
-        Sorted unique raw item ids; ``item_ids_[j]`` is the item of column ``j``.
+        Sorted unique raw item ids (of the events kept by ``min_value``);
+        ``item_ids_[j]`` is the item of column ``j``.
     user_ids_ : ndarray of shape (n_users,)
-        Sorted unique raw user ids of the log passed to ``fit``.
+        Sorted unique raw user ids of the (kept events of the) log passed to
+        ``fit``: the rows of ``fit_transform``.
     n_items_ : int
         Number of items (columns).
 
     See Also
     --------
     LogConfidence : Turn counts into log-scaled confidences.
+    skfewrec.pipeline.RecommenderPipeline : An encoder, weighting steps and a
+        recommender in one model that takes a log and answers raw ids.
 
     Notes
     -----
-    Rows are users and follow the sorted unique user ids of the log being encoded:
-    ``encode`` returns them alongside the matrix. Users need not have been seen in
-    ``fit`` (new users are the point of few-shot recommendation); items must.
+    ``encode`` and ``transform`` return one row per user of the log being
+    encoded, in sorted order of the raw user ids, as ``fit_transform``'s rows
+    follow ``user_ids_`` (so ``fit(log).transform(log)`` equals
+    ``fit_transform(log)``, and :meth:`encode_timestamps` aligns with both); a
+    user whose events were all filtered out gets an empty row.
+    :func:`skfewrec.apps._answer.recommend_log` answers in the order users first
+    appear in the log. Users need not have been seen in ``fit`` (new users are the
+    point of few-shot recommendation); items must.
 
     The encoder takes DataFrames, not arrays, so it is kept out of scikit-learn's
     generic estimator checks (``_skfewrec_skip_common_checks``); it still supports
@@ -228,6 +289,15 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
     (array([[0., 1.]], dtype=float32), array(['cid'], dtype=object))
     >>> enc.inverse_items([1, 0])
     array(['y', 'x'], dtype=object)
+
+    Ratings of 4 and more as likes, each counted once:
+
+    >>> ratings = pd.DataFrame({"user": [1, 1, 1, 2], "item": ["a", "b", "a", "b"],
+    ...                         "stars": [5, 2, 4, 4]})
+    >>> enc = InteractionEncoder(value_col="stars", min_value=4, binarize=True)
+    >>> enc.fit_transform(ratings).toarray()
+    array([[1., 0.],
+           [0., 1.]], dtype=float32)
     """
 
     _skfewrec_skip_common_checks = True
@@ -238,6 +308,9 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         "value_col": [Hashable, None],
         "time_col": [Hashable, None],
         "handle_unknown": [StrOptions({"error", "ignore"})],
+        "min_value": [Interval(Real, None, None, closed="neither"), None],
+        "binarize": ["boolean"],
+        "duplicates": [StrOptions(set(DUPLICATE_POLICIES))],
         "dtype": "no_validation",
     }
 
@@ -249,6 +322,9 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         value_col=None,
         time_col=None,
         handle_unknown="error",
+        min_value=None,
+        binarize=False,
+        duplicates="sum",
         dtype=np.float32,
     ):
         self.user_col = user_col
@@ -256,6 +332,9 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         self.value_col = value_col
         self.time_col = time_col
         self.handle_unknown = handle_unknown
+        self.min_value = min_value
+        self.binarize = binarize
+        self.duplicates = duplicates
         self.dtype = dtype
 
     def __sklearn_tags__(self):
@@ -268,9 +347,40 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         tags._skip_test = True
         return tags
 
+    def _check_settings(self):
+        """What the constraints cannot say; run by ``fit`` and when a bundle is loaded."""
+        if isinstance(self.min_value, bool | np.bool_):
+            raise TypeError(
+                f"min_value must be a number (the smallest value kept) or None, got "
+                f"{self.min_value!r}."
+            )
+        if self.min_value is not None and self.value_col is None:
+            raise ValueError(
+                f"min_value={self.min_value!r} needs a value column to compare with: set "
+                "value_col to the column holding the ratings or counts, or min_value=None."
+            )
+
     def _columns(self, *, times=False):
         cols = [self.user_col, self.item_col, self.value_col]
         return cols + [self.time_col] if times else cols
+
+    def _values(self, df):
+        """The checked values of every event (ones without ``value_col``) and the kept mask."""
+        if self.value_col is None:
+            return np.ones(len(df)), None
+        values = _check_values(df[self.value_col], self.value_col)
+        if self.min_value is None:
+            return values, None
+        kept = values >= self.min_value
+        return values, (None if kept.all() else kept)
+
+    def _order(self, df):
+        """The times that order repeated events for "first" / "last", or None (row order)."""
+        if self.duplicates not in ("first", "last") or self.time_col is None:
+            return None
+        if self.time_col not in df.columns:
+            return None
+        return _check_times(df[self.time_col], self.time_col)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, df, y=None):
@@ -280,7 +390,7 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         ----------
         df : pandas.DataFrame
             The log, one row per event, with ``user_col`` and ``item_col`` (and
-            ``value_col`` when set).
+            ``value_col`` when set). Events below ``min_value`` are left out.
         y : None
             Ignored.
 
@@ -300,20 +410,28 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         return self
 
     def _fit(self, df):
+        """Fit on the kept events of ``df``; returns ``(kept log, (user codes, item codes))``."""
+        self._check_settings()
         _check_frame(df, self._columns())
         if len(df) == 0:
             raise ValueError("The log passed to fit has no rows; pass at least one interaction.")
         _check_ids(df[self.user_col], self.user_col)
         _check_ids(df[self.item_col], self.item_col)
-        if self.value_col is not None:
-            _check_values(df[self.value_col], self.value_col)
+        _, kept = self._values(df)
+        if kept is not None:
+            if not kept.any():
+                raise ValueError(
+                    f"No event of the log passed to fit has {self.value_col!r} >= "
+                    f"min_value={self.min_value!r}; lower min_value or check the column."
+                )
+            df = df.iloc[np.flatnonzero(kept)]
         user_codes, users = _sorted_codes(df[self.user_col], self.user_col)
         item_codes, items = _sorted_codes(df[self.item_col], self.item_col)
         self.user_ids_ = np.asarray(users)
         self.item_ids_ = np.asarray(items)
         self.n_items_ = len(self.item_ids_)
         self._rebuild()
-        return user_codes, item_codes
+        return df, (user_codes, item_codes)
 
     def _rebuild(self):
         """Recompute the private caches derived from the public fitted state."""
@@ -326,6 +444,8 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         return state
 
     def __setstate__(self, state):
+        # encoders pickled by skfewrec 0.1 predate the contract's parameters: 0.1 behaviour
+        state = {"min_value": None, "binarize": False, "duplicates": "sum", **state}
         super().__setstate__(state)
         if "item_ids_" in state:
             self._rebuild()
@@ -351,8 +471,13 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
             )
         return codes
 
-    def _encode(self, df, *, timestamps=False, codes=None):
-        """Shared work of ``encode`` / ``encode_timestamps`` / ``fit_transform``."""
+    def _encode(self, df, *, timestamps=False, seen=False, codes=None):
+        """Shared work of ``encode`` / ``encode_timestamps`` / ``fit_transform``.
+
+        Returns ``(X, T or None, seen or None, user_ids)``. ``codes`` (from
+        ``_fit``) means ``df`` holds only kept events and its rows follow
+        ``user_ids_``.
+        """
         _check_frame(df, self._columns(times=timestamps))
         if timestamps and self.time_col is None:
             raise ValueError(
@@ -362,54 +487,100 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         if codes is None:
             _check_ids(df[self.user_col], self.user_col)
             _check_ids(df[self.item_col], self.item_col)
-        values = (
-            np.ones(len(df))
-            if self.value_col is None
-            else _check_values(df[self.value_col], self.value_col)
-        )
+        values, kept = self._values(df)
         times = _check_times(df[self.time_col], self.time_col) if timestamps else None
+        order = self._order(df)
         if codes is None:
+            # every user of the log has a row, filtered-out users too
             user_codes, users = _sorted_codes(df[self.user_col], self.user_col)
             user_ids = np.asarray(users)
-            item_codes = self._item_codes(df[self.item_col], name="df")
+            items = df[self.item_col]
+            raw_codes = None
+            if kept is None:
+                item_codes = self._item_codes(items, name="df")
+            else:
+                # the filter comes first: a dropped event's item need not be known
+                item_codes = np.full(len(df), -1, dtype=np.intp)
+                item_codes[kept] = self._item_codes(items[kept], name="df")
+            if seen:
+                raw_codes = item_codes if kept is None else self._item_lookup.get_indexer(items)
         else:
             user_codes, item_codes = codes
             user_ids = self.user_ids_
-        known = item_codes >= 0
-        if not known.all():
-            n_new = len(pd.unique(df[self.item_col].to_numpy()[~known]))
+            raw_codes = item_codes
+        shape = (len(user_ids), self.n_items_)
+        S = None
+        if seen:
+            # every known item of the raw log, whatever its value: never recommended back
+            known = raw_codes >= 0
+            S, _ = _cells(
+                user_codes[known],
+                raw_codes[known],
+                np.ones(int(known.sum())),
+                None,
+                shape,
+                self.dtype,
+                binarize=True,
+            )
+        unknown = item_codes < 0
+        if kept is not None:
+            unknown &= kept
+        if unknown.any():
+            n_new = len(pd.unique(df[self.item_col].to_numpy()[unknown]))
             warnings.warn(
-                f"Dropped {int((~known).sum())} interaction(s) with {n_new} item id(s) not "
+                f"Dropped {int(unknown.sum())} interaction(s) with {n_new} item id(s) not "
                 "seen in fit (handle_unknown='ignore'); refit the encoder to keep them.",
                 UserWarning,
                 stacklevel=3,
             )
-            user_codes, item_codes, values = user_codes[known], item_codes[known], values[known]
-            times = None if times is None else times[known]
+        use = item_codes >= 0
+        if not use.all():
+            user_codes, item_codes, values = user_codes[use], item_codes[use], values[use]
+            times = None if times is None else times[use]
+            order = None if order is None else order[use]
         X, T = _cells(
-            user_codes, item_codes, values, times, (len(user_ids), self.n_items_), self.dtype
+            user_codes,
+            item_codes,
+            values,
+            times,
+            shape,
+            self.dtype,
+            duplicates=self.duplicates,
+            binarize=self.binarize,
+            order=order,
         )
         if X.nnz and X.data.max() > MAX_INTERACTION_VALUE:
             # repeated (user, item) rows are summed: the sums obey the same bound
             what = "event counts" if self.value_col is None else f"sums of {self.value_col!r}"
             check_values(X.data, f"The encoded matrix ({what} per user and item)")
-        return X, T, user_ids
+        return X, T, S, user_ids
 
-    def encode(self, df):
+    def encode(self, df, *, return_seen=False):
         """Encode a log into a user x item matrix and the user id of each row.
+
+        The log goes through the encoder's filter (``min_value``), duplicate policy
+        and ``binarize``, as in ``fit``.
 
         Parameters
         ----------
         df : pandas.DataFrame
-            The log, one row per event. Users may be new; items must have been seen in
-            ``fit`` unless ``handle_unknown="ignore"``.
+            The log, one row per event. Users may be new; items of kept events must
+            have been seen in ``fit`` unless ``handle_unknown="ignore"``.
+        return_seen : bool, default=False
+            Also return the raw log's items per user, before ``min_value``: what a
+            recommendation must never repeat (a 1-star rating is not a like, but
+            the user has seen the item).
 
         Returns
         -------
         X : scipy.sparse.csr_matrix of shape (n_users, n_items_)
-            Canonical CSR matrix: summed ``value_col`` (or event counts) per cell.
+            Canonical CSR matrix of the kept cells.
+        seen : scipy.sparse.csr_matrix of shape (n_users, n_items_)
+            Only when ``return_seen=True``: 1 for every catalogue item of each
+            user's raw log (kept or filtered, whatever its value), aligned with ``X``.
         user_ids : ndarray of shape (n_users,)
-            The raw user id of each row: the sorted unique users of ``df``.
+            The raw user id of each row: the sorted unique users of ``df`` (a user
+            whose events were all filtered out has an empty row).
 
         Examples
         --------
@@ -420,10 +591,24 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         >>> X.toarray(), users
         (array([[1., 0.],
                [0., 2.]], dtype=float32), array([5, 9]))
+
+        A 1-star rating is filtered out of ``X`` but stays in ``seen``:
+
+        >>> log = pd.DataFrame({"user": [1, 1, 2], "item": ["a", "b", "b"], "stars": [5, 4, 5]})
+        >>> enc = InteractionEncoder(value_col="stars", min_value=4, binarize=True).fit(log)
+        >>> new = pd.DataFrame({"user": [7, 7], "item": ["a", "b"], "stars": [1, 5]})
+        >>> X, seen, users = enc.encode(new, return_seen=True)
+        >>> X.toarray(), seen.toarray()
+        (array([[0., 1.]], dtype=float32), array([[1., 1.]], dtype=float32))
         """
         check_is_fitted(self)
-        X, _, user_ids = self._encode(df)
-        return X, user_ids
+        if not isinstance(return_seen, bool | np.bool_):
+            raise TypeError(
+                f"return_seen must be True or False, got {return_seen!r} of type "
+                f"{type(return_seen).__name__}."
+            )
+        X, _, S, user_ids = self._encode(df, seen=bool(return_seen))
+        return (X, S, user_ids) if return_seen else (X, user_ids)
 
     def encode_timestamps(self, df):
         """Encode the latest event time per (user, item) cell, aligned with :meth:`encode`.
@@ -436,11 +621,11 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         Returns
         -------
         T : scipy.sparse.csr_matrix of shape (n_users, n_items_)
-            Event times (int64, or float64 for float times) with exactly the sparsity
-            pattern of ``encode(df)[0]``: read it through that pattern, since a time of
-            0 is stored explicitly.
+            The latest time of each cell's kept events (int64, or float64 for float
+            times), with exactly the sparsity pattern of ``encode(df)[0]``: read it
+            through that pattern, since a time of 0 is stored explicitly.
         user_ids : ndarray of shape (n_users,)
-            The raw user id of each row.
+            The raw user id of each row, as :meth:`encode` gives them.
 
         Examples
         --------
@@ -452,7 +637,7 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         array([[70, 60]])
         """
         check_is_fitted(self)
-        _, T, user_ids = self._encode(df, timestamps=True)
+        _, T, _, user_ids = self._encode(df, timestamps=True)
         return T, user_ids
 
     def transform(self, df):
@@ -492,7 +677,7 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         Returns
         -------
         X : scipy.sparse.csr_matrix of shape (len(user_ids_), n_items_)
-            The encoded log.
+            The encoded log (its kept events).
 
         Examples
         --------
@@ -509,8 +694,9 @@ class InteractionEncoder(TransformerMixin, BaseEstimator):
         """Fit and encode in one pass; returns ``(X, T or None, user_ids_)``."""
         if timestamps:
             _check_frame(df, self._columns(times=True))
-        codes = self._fit(df)
-        return self._encode(df, timestamps=timestamps, codes=codes)
+        kept, codes = self._fit(df)
+        X, T, _, user_ids = self._encode(kept, timestamps=timestamps, codes=codes)
+        return X, T, user_ids
 
     def item_index(self, ids):
         """Map raw item ids to column indices.
