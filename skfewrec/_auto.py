@@ -66,6 +66,10 @@ KNN_WEIGHTS = (0.0, 0.1, 0.3, 0.5, 1.0, 2.0, 4.0)
 KNN_NEIGHBORS = 100
 KNN_POP_DISCOUNT = 0.0
 
+#: interactions below which every point of the ALS search is fitted from scratch (cheap
+#: there; a warm start leaves a neighbour a little less converged than its centre)
+WARM_START_NNZ = 100_000
+
 #: the shot counts of the simulated episodes (the protocol's)
 N_SHOTS = (1, 3, 5, 10, 20)
 
@@ -560,7 +564,8 @@ def choose_als_settings(
         ALS sweeps of the first trial fit.
     warm_iter : int, default=5
         ALS sweeps of every other trial fit, warm-started from its centre's
-        factors. ``warm_iter=None`` fits every point from scratch with ``max_iter``.
+        factors. ``warm_iter=None`` fits every point from scratch with ``max_iter``,
+        as does any search on fewer than 100,000 interactions (cheap there).
     regularization, confidence_scale : float, default=None
         A value given here is fixed (an explicit setting wins): the search moves
         along the other axis only.
@@ -676,7 +681,7 @@ def choose_als_settings(
     def score(point, init=None):
         key = tuple(round(float(v), 6) for v in point)
         if key not in scored:
-            first = init is None or warm_iter is None
+            first = init is None or warm_iter is None or X_fit.nnz < WARM_START_NNZ
             fitted[key] = _trial_factors(
                 X_fit,
                 key,

@@ -80,8 +80,11 @@ def test_prior_strength_weak_when_one_shot_reveals_the_taste():
         ((1.0, 10.0), 5),
     ],
 )
-def test_als_search_lands_near_the_grid_optimum(start, warm_iter):
+def test_als_search_lands_near_the_grid_optimum(start, warm_iter, monkeypatch):
     """The coordinate search ends within 2% of the full grid's best (cold fits)."""
+    import skfewrec._auto
+
+    monkeypatch.setattr(skfewrec._auto, "WARM_START_NNZ", 0)  # warm starts on small data too
     X = _blocks(500, 90, 6, 0.25, 0.02, seed=1)
     kwargs = dict(
         n_components=8, max_iter=8, n_shots=(1, 3, 5), strengths=(0.0, 1.0), shrinkages=(0.0,)
@@ -103,11 +106,20 @@ def test_als_search_lands_near_the_grid_optimum(start, warm_iter):
     )
     assert chosen >= 0.98 * best, (settings, chosen, best)
     assert report["points"][0]["mean"] < chosen  # it moved
+
     assert [p["warm_start"] for p in report["points"][1:]] == [warm_iter is not None] * (
         len(report["points"]) - 1
     )
     # the full prior grid and every n were scored at the chosen point
     assert report["refined"]["n_shots"] == [1, 3, 5]
+
+
+def test_small_data_fits_every_point_from_scratch():
+    X = _blocks(300, 60, 4, 0.3, 0.02, seed=2)
+    _, report = choose_als_settings(
+        X, n_components=4, max_iter=4, max_moves=1, n_shots=(1,), random_state=0
+    )
+    assert not any(p["warm_start"] for p in report["points"])
 
 
 def test_episode_scores_match_a_known_ranking():

@@ -165,7 +165,8 @@ class ClosedFormFoldIn(
     knn_similarity_ : csr_matrix of shape (n_items, n_items), float32, or None
         The item neighbours of the hybrid ranking, learned from the warm users;
         None when ``knn_weight_`` is 0. Items added later (:meth:`add_items`)
-        have none.
+        have none, so after :meth:`add_items` the ranking is the factor model's
+        (without the blend) until the model is refitted.
     item_means_ : ndarray of shape (n_items, n_components), float32, or None
         Each item's mean warm-user vector (the target of the support
         shrinkage); None for ``objective="explicit"``.
@@ -601,7 +602,7 @@ class ClosedFormFoldIn(
         return self.factors_.scoring_factors(U, columns)
 
     def _knn(self, n_items):
-        """The item neighbours padded to ``n_items`` (added items have none), or None."""
+        """The item neighbours, or None: no blend (weight 0, or items added since fit)."""
         S = getattr(self, "knn_similarity_", None)  # None for models saved before it
         if S is None or not getattr(self, "knn_weight_", 0.0):
             return None
@@ -610,6 +611,10 @@ class ClosedFormFoldIn(
                 f"knn_similarity_ has shape {S.shape}, not square within the {n_items} items: "
                 "the model is corrupt; refit it."
             )
+        if S.shape[0] < n_items:
+            # items added since fit have no neighbours: the blend would bury them, so
+            # the ranking is the factor model's until a refit
+            return None
         return pad_square(S, n_items)
 
     def _topk(self, X, k, columns, seen, exclude):
