@@ -264,12 +264,14 @@ def test_random_state_reaches_the_default_factor_source(data):
     """factors=None: the ALSFactors built by default is seeded from random_state."""
     warm, new = data
     warm, S = warm[:300], shots(new[:50], 3)
-    first = GradientFoldIn(n_steps=2, meta_iter=3, meta_batch_size=32, random_state=0).fit(warm)
-    again = GradientFoldIn(n_steps=2, meta_iter=3, meta_batch_size=32, random_state=0).fit(warm)
+    # (cross-fitting's own determinism: test_crossfit_is_deterministic_and_round_trips)
+    settings = dict(n_steps=2, meta_iter=3, meta_batch_size=32, meta_cv=None)
+    first = GradientFoldIn(**settings, random_state=0).fit(warm)
+    again = GradientFoldIn(**settings, random_state=0).fit(warm)
     assert first.factors_.random_state == 0
     np.testing.assert_array_equal(first.item_factors_, again.item_factors_)
     np.testing.assert_array_equal(first.transform(S), again.transform(S))
-    other = GradientFoldIn(n_steps=2, meta_iter=3, meta_batch_size=32, random_state=1).fit(warm)
+    other = GradientFoldIn(**settings, random_state=1).fit(warm)
     assert not np.allclose(other.item_factors_, first.item_factors_)
 
 
@@ -433,3 +435,141 @@ def test_on_ml100k_gradient_steps_beat_the_plain_closed_form_for_one_shot(ml100k
     ours = fewshot_curve(gradient, new, **kw)["ndcg"]
     # measured: 0.33 -> 0.42 at one shot, 0.38 -> 0.47 at three
     assert (ours > base + 0.04).all()
+
+
+# ---------------------------------------------------------------- cross-fitting
+class _SpyALS(ALSFactors):
+    """ALSFactors that records the rows and settings of every fit."""
+
+    fits = []
+
+    def fit(self, X, y=None):
+        rows = {tuple(row.indices) for row in sp.csr_matrix(X)}
+        _SpyALS.fits.append((X.shape[0], rows, self.regularization, self.confidence_scale))
+        return super().fit(X, y)
+
+
+def _rows(X):
+    return [tuple(row.indices) for row in sp.csr_matrix(X)]
+
+
+def test_crossfit_plays_each_fold_against_factors_fitted_without_it(data):
+    """meta_cv=k: k extra factor fits, each without one fold's users, the "auto"
+    settings resolved once (the fold fits get numbers), then serving factors on all."""
+    warm, _ = data
+    warm = warm[:300]
+    _SpyALS.fits = []
+    spy = _SpyALS(n_components=F, regularization="auto", confidence_scale=2.0, random_state=0)
+    est = fast(spy, meta_cv=3).fit(warm)
+    assert est.meta_cv_ == 3
+    full, *folds = _SpyALS.fits
+    assert len(folds) == 3 and full[0] == warm.shape[0] and full[2] == "auto"
+    assert [f[2] for f in folds] == [est.regularization_] * 3  # no second search
+    # every warm user is left out of exactly one fold's fit
+    assert sorted(f[0] for f in folds) == sorted(
+        warm.shape[0] - size for size in np.bincount([0, 1, 2] * 100)
+    )
+    assert sum(warm.shape[0] - f[0] for f in folds) == warm.shape[0]
+    all_rows = set(_rows(warm))
+    assert all(f[1] < all_rows for f in folds)
+    # the serving factors are the full fit's
+    plain = fast(ALSFactors(F, regularization=est.regularization_, confidence_scale=2.0,
+                            random_state=0), meta_cv=None).fit(warm)  # fmt: skip
+    np.testing.assert_array_equal(est.item_factors_, plain.item_factors_)
+    assert plain.meta_cv_ == 0
+    assert not np.allclose(est.step_sizes_, plain.step_sizes_)
+
+
+def test_fold_factors_are_rotated_onto_the_serving_factors(data):
+    warm, _ = data
+    est = fast(ALSFactors(F, regularization=0.5, confidence_scale=2.0, random_state=0),
+               meta_cv=3).fit(warm)  # fmt: skip
+    fold = np.arange(warm.shape[0]) % 3
+    Y = est.item_factors_
+    for model in est._fold_models(warm, fold):
+        Yk = model.item_factors_
+        assert Yk.shape == Y.shape and not np.allclose(Yk, Y)
+        # the best rotation of Yk onto Y: Procrustes leaves nothing to gain
+        u, _, vt = np.linalg.svd(Yk.T.astype(np.float64) @ Y)
+        np.testing.assert_allclose(u @ vt, np.eye(F), atol=1e-4)
+        assert np.linalg.norm(Yk - Y) < 0.5 * np.linalg.norm(Y)
+        assert not np.allclose(model.mean_, est.mean_)
+
+
+@pytest.mark.parametrize("init", ["meta", "closed_form", "mean"])
+def test_crossfit_is_deterministic_and_round_trips(data, tmp_path, init):
+    import skfewrec
+
+    warm, new = data
+    S = shots(new, 4)
+    als = ALSFactors(F, regularization=0.5, confidence_scale=2.0, random_state=0)
+    est = fast(als, meta_cv=3, init=init).fit(warm)
+    again = fast(als, meta_cv=3, init=init).fit(warm)
+    np.testing.assert_array_equal(est.transform(S), again.transform(S))
+    np.testing.assert_array_equal(est.init_, again.init_)
+    plain = fast(als, meta_cv=None, init=init).fit(warm)
+    assert not np.allclose(est.step_sizes_, plain.step_sizes_)
+    if init == "meta":  # the learned start moved from the warm mean
+        assert not np.allclose(est.init_, est.mean_)
+    else:  # the start is not meta-learned: the full fit's
+        np.testing.assert_array_equal(est.init_, plain.init_)
+    loaded = skfewrec.load(skfewrec.save(est, tmp_path / "m.zip"))
+    assert loaded.meta_cv == 3 and loaded.meta_cv_ == 3
+    np.testing.assert_array_equal(loaded.transform(S), est.transform(S))
+    ids, scores = est.recommend(S, k=10)
+    ids2, scores2 = loaded.recommend(S, k=10)
+    np.testing.assert_array_equal(ids, ids2)
+    np.testing.assert_array_equal(scores, scores2)
+
+
+def test_a_bundle_with_a_bad_meta_cv_is_refused(data, tmp_path):
+    import json
+
+    import skfewrec
+    from skfewrec.persistence import BundleError
+
+    warm, _ = data
+    als = ALSFactors(F, regularization=0.5, confidence_scale=2.0, random_state=0)
+    path = skfewrec.save(fast(als, meta_cv=2, meta_iter=5).fit(warm[:200]), tmp_path / "m")
+    meta = json.loads((path / "meta.json").read_text())
+    text = json.dumps(meta)
+    assert '"meta_cv": 2' in text
+    (path / "meta.json").write_text(text.replace('"meta_cv": 2', '"meta_cv": 1'))
+    manifest = json.loads((path / "manifest.json").read_text())
+    data_ = (path / "meta.json").read_bytes()
+    from skfewrec.persistence._writer import _sha256
+
+    manifest["members"]["meta.json"] = {"sha256": _sha256(data_), "size": len(data_)}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="meta_cv"):
+        skfewrec.load(path)
+
+
+def test_meta_cv_auto_and_prefit_factors(factors, data):
+    warm, _ = data
+    # a prefit source cannot be refitted per fold: "auto" does not cross-fit...
+    assert fast(factors).fit(warm).meta_cv_ == 0
+    # ... and an explicit meta_cv says why it cannot
+    with pytest.warns(UserWarning, match="cannot cross-fit"):
+        est = fast(factors, meta_cv=3).fit(warm)
+    assert est.meta_cv_ == 0
+    als = ALSFactors(F, regularization=0.5, confidence_scale=2.0, random_state=0)
+    assert fast(als).fit(warm).meta_cv_ == 5  # "auto": 5 folds with enough users
+    assert fast(als).fit(warm[:60]).meta_cv_ == 0  # too few users for 5 folds of 20
+    assert fast(als, meta_algorithm=None, init="mean").fit(warm).meta_cv_ == 0
+
+
+@pytest.mark.parametrize(
+    "meta_cv, error, match",
+    [
+        (1, InvalidParameterError, "'meta_cv' parameter"),
+        ("5", InvalidParameterError, "'meta_cv' parameter"),
+        (2.0, InvalidParameterError, "'meta_cv' parameter"),
+        (1000, ValueError, "meta_cv=1000 cross-fitting folds need at least 1000 warm users"),
+    ],
+)
+def test_bad_meta_cv_is_refused(data, meta_cv, error, match):
+    warm, _ = data
+    als = ALSFactors(F, regularization=0.5, confidence_scale=2.0, random_state=0)
+    with pytest.raises(error, match=match):
+        fast(als, meta_cv=meta_cv).fit(warm)

@@ -205,3 +205,31 @@ def lookup(X, ids):
     pos = np.searchsorted(keys, wanted)
     np.minimum(pos, keys.size - 1, out=pos)
     return pos, (ids >= 0) & (keys[pos] == wanted)
+
+
+def user_folds(n_users, n_folds, rng):
+    """The cross-fitting fold of each of ``n_users`` users (rows).
+
+    A random permutation of the users dealt out in turn, so fold sizes differ by
+    at most one. One helper for every estimator that cross-fits on warm users
+    (the re-ranker's candidate adapters, GradientFoldIn's meta-learning).
+
+    Parameters
+    ----------
+    n_users : int
+    n_folds : int
+    rng : numpy.random.Generator or RandomState
+
+    Returns
+    -------
+    fold : ndarray of shape (n_users,), int
+        Values in ``range(n_folds)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfewrec._core.csr import user_folds
+    >>> np.bincount(user_folds(10, 3, np.random.default_rng(0))).tolist()
+    [4, 3, 3]
+    """
+    return rng.permutation(n_users) % n_folds

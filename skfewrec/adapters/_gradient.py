@@ -25,11 +25,13 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 
 from .._core.compat import HasMethods, Interval, StrOptions, _fit_context
 from .._core.conventions import confidence_coefficients, ridge_per_user
+from .._core.csr import user_folds
 from .._core.solvers import _gather_padded, _padded_batches, shared_system, solve_users
 from .._core.threads import blas_limits, effective_n_jobs, run_threaded
 from ..base import (
@@ -41,7 +43,7 @@ from ..base import (
 )
 from ..factors._als import ALSFactors
 from ._losses import BPR, WMSE, Logistic, Support, uniform_negatives
-from ._meta import Episode, Stepper, meta_learn, split_episodes
+from ._meta import Episode, MetaTask, Stepper, meta_learn, split_episodes
 from ._priors import prior_terms, warm_prior
 
 LOSSES = ("bpr", "logistic", "wmse")
@@ -50,6 +52,10 @@ META_ALGORITHMS = ("metasgd", "fomaml", "reptile")
 
 #: padded (user, shot, negative) triples a transform batch may hold
 _BATCH_TRIPLES = 1 << 18
+#: cross-fitting folds of meta_cv="auto"
+_AUTO_FOLDS = 5
+#: meta_cv="auto" cross-fits only with at least this many warm users per fold
+_MIN_FOLD_USERS = 20
 
 
 # ------------------------------------------------------------------ the estimator
@@ -80,6 +86,18 @@ class GradientFoldIn(
     catalogue. Meta-learning stops early when the NDCG@20 of held-out warm
     users' episodes stops improving, and keeps the best meta-parameters
     (which may be the initial ones).
+
+    **Cross-fitted meta-learning** (``meta_cv``). Item factors trained on a warm
+    user's whole row already know the items an episode holds back from that
+    user, so episodes played against them are easier than a new user's, and
+    the meta-learning learns to trust the shots too much. With ``meta_cv=k``
+    the warm users are split into k folds; fold f's episodes are played against
+    factors refitted without fold f's users (the same settings: an "auto"
+    search is not run again), rotated onto the serving factors. The serving
+    factors are then fitted on every warm user, and the meta-learned step sizes
+    and start carry over to them: the steps run on item factors of unit mean
+    squared norm with aligned axes, and the start is learned as an offset from
+    each factor set's own warm mean.
 
     Parameters
     ----------
@@ -144,6 +162,13 @@ class GradientFoldIn(
     n_iter_no_change : int, default=5
         Stop after this many evaluations (one every 10 meta-iterations) without
         a better validation NDCG@20.
+    meta_cv : int >= 2, "auto" or None, default="auto"
+        Cross-fitting folds of the meta-learning (see above); each costs one more
+        fit of the factor source. "auto": 5 folds when the factor source can be
+        refitted (not a :class:`~sklearn.frozen.FrozenEstimator`) and X has at
+        least 100 warm users, else none. None: the episodes are played against
+        the serving factors. A prefit source cannot be refitted without a
+        fold's users: an explicit ``meta_cv`` then warns and does not cross-fit.
     random_state : int, RandomState instance or None, default=None
         Seeds the negatives, the episodes, the validation split and the
         default factor source (``factors=None``).
@@ -178,6 +203,8 @@ class GradientFoldIn(
         The negative items of every step.
     n_iter_ : int
         Meta-iterations run.
+    meta_cv_ : int
+        Cross-fitting folds the meta-learning used (0: none).
     validation_scores_ : ndarray of shape (n_evaluations,)
         NDCG@20 of the validation episodes at each evaluation, the first
         before meta-learning.
@@ -229,6 +256,7 @@ class GradientFoldIn(
         "n_shots_range": [tuple, list],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "meta_cv": [Interval(Integral, 2, None, closed="left"), StrOptions({"auto"}), None],
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
         "show_progress": ["boolean"],
@@ -253,6 +281,7 @@ class GradientFoldIn(
         n_shots_range=(1, 20),
         validation_fraction=0.2,
         n_iter_no_change=5,
+        meta_cv="auto",
         random_state=None,
         n_jobs=None,
         show_progress=False,
@@ -273,6 +302,7 @@ class GradientFoldIn(
         self.n_shots_range = n_shots_range
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.meta_cv = meta_cv
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.show_progress = show_progress
@@ -348,9 +378,39 @@ class GradientFoldIn(
                 self.init_ = np.asarray(self._empty_start, dtype=np.float32)
             self.n_iter_ = 0
             self.validation_scores_ = np.zeros(0)
+            self.meta_cv_ = 0
             if self.meta_algorithm is not None:
+                self.meta_cv_ = self._n_meta_folds(X)
                 self._meta_learn(X, rng)
         return self
+
+    def _n_meta_folds(self, X):
+        """The cross-fitting folds of the meta-learning (0: none), from ``meta_cv``."""
+        if self.meta_cv is None:
+            return 0
+        n_users = X.shape[0]
+        frozen = isinstance(self.factors, FrozenEstimator)
+        if self.meta_cv == "auto":
+            enough = n_users >= _AUTO_FOLDS * _MIN_FOLD_USERS
+            return _AUTO_FOLDS if enough and not frozen else 0
+        if frozen:
+            warnings.warn(
+                f"meta_cv={self.meta_cv} cannot cross-fit the meta-learning with a prefit "
+                "(FrozenEstimator) factor source, which cannot be refitted without each "
+                "fold's users: the episodes are played against the prefit factors. If they "
+                "were trained on the users of X, the meta-learning sees factors that know "
+                "the held-back items. Pass an unfitted factor source to cross-fit, or "
+                "meta_cv=None to silence this.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return 0
+        if n_users < self.meta_cv:
+            raise ValueError(
+                f"meta_cv={self.meta_cv} cross-fitting folds need at least {self.meta_cv} "
+                f"warm users; X has {n_users}. Pass more users, a smaller meta_cv, or None."
+            )
+        return int(self.meta_cv)
 
     def _blas_threads(self):
         return effective_n_jobs(self.n_jobs)
@@ -486,12 +546,71 @@ class GradientFoldIn(
         x0 = self._starts(S_csr) if self.init == "closed_form" else None
         return Episode(support, query, x0, self._objective_for(S_csr, rows))
 
+    def _task(self, X, base=None):
+        """The :class:`~._meta.MetaTask` of these factors: episodes of rows of X."""
+
+        def make_episode(users, rng, n=None, whole=False):
+            return self._episode_batch(X, users, rng, n, whole)
+
+        return MetaTask(make_episode, self._stepper(), base)
+
+    def _fold_models(self, X, fold):
+        """One copy of this estimator per fold, its factors fitted without the fold.
+
+        Each copy's factor source is refitted on the other folds' users with the
+        settings the full fit resolved (an "auto" search is not run again), and
+        rotated onto the full fit's factors (orthogonal Procrustes: ALS factors
+        are defined up to a rotation, and the step sizes are per dimension); its
+        warm mean and covariance come from the other folds' users.
+        """
+        from .._auto import fix_auto_settings
+
+        source = fix_auto_settings(self, self).factors
+        if source is None:  # a factor source without settings to fix
+            source = self.factors_
+        Y = self.item_factors_.astype(np.float64)
+        models = []
+        for k in range(self.meta_cv_):
+            rest = X[fold != k]
+            Yk = clone(source).fit(rest).item_factors_.astype(np.float64)
+            u, _, vt = np.linalg.svd(Yk.T @ Y)
+            Yk = (Yk @ (u @ vt)).astype(np.float32)
+            shared, _ = ridge_per_user(np.zeros(1), self.regularization_, self.convention_)
+            mean, covariance = warm_prior(
+                self._closed_form(rest, shared_system(Yk, shared, None, None))
+            )
+            models.append(self._replace(item_factors_=Yk, mean_=mean, covariance_=covariance))
+        return models
+
+    def _start_offset_base(self):
+        """The start meta-learning begins from (rescaled units); the learned start is
+        kept relative to it, so that it can move to other factors."""
+        if self.init == "zero":
+            return np.zeros(self.init_.size)
+        return self.mean_.astype(np.float64) * float(self._scale)
+
     def _meta_learn(self, X, rng):
-        """Dispatch to :func:`~._meta.meta_learn` and keep what it learned."""
+        """Dispatch to :func:`~._meta.meta_learn` and keep what it learned.
+
+        With cross-fitting (``meta_cv_`` folds), the users of fold k play their
+        episodes against a copy whose factors were fitted without them; the start
+        ``theta`` is then learned as an offset from each copy's own warm mean (or
+        zero), and the final start is that offset from this estimator's.
+        """
         T, f = self.step_sizes_.shape
         scale = float(self._scale)
+        task_of = None
+        if self.meta_cv_:
+            task_of = user_folds(X.shape[0], self.meta_cv_, rng)
+            models = self._fold_models(X, task_of)
+            fixed_start = self.init == "closed_form"
+            tasks = [m._task(X, None if fixed_start else m._start_offset_base()) for m in models]
+            theta = np.zeros(f)
+        else:
+            tasks = [self._task(X)]
+            theta = self.init_.astype(np.float64) * scale
         params = {
-            "theta": self.init_.astype(np.float64) * scale,
+            "theta": theta,
             "log_steps": np.log(self.step_sizes_.astype(np.float64)),
             "exponents": np.zeros((T, f)),
             "log_tau": np.zeros(1),
@@ -510,10 +629,8 @@ class GradientFoldIn(
             params,
             rates,
             rng,
-            make_episode=lambda users, rng, n=None, whole=False: self._episode_batch(
-                X, users, rng, n, whole
-            ),
-            stepper=self._stepper(),
+            tasks=tasks,
+            task_of=task_of,
             meta_algorithm=self.meta_algorithm,
             meta_iter=self.meta_iter,
             meta_batch_size=self.meta_batch_size,
@@ -532,6 +649,9 @@ class GradientFoldIn(
             )
             return
         if self.init == "meta":
-            self.init_ = (params["theta"] / scale).astype(np.float32)
+            theta = params["theta"]
+            if self.meta_cv_:
+                theta = theta + self._start_offset_base()
+            self.init_ = (theta / scale).astype(np.float32)
         self.step_sizes_ = np.exp(params["log_steps"]).astype(np.float32)
         self.step_size_exponents_ = params["exponents"].astype(np.float32)

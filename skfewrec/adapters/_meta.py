@@ -12,7 +12,11 @@ moves the meta-parameters (the start ``theta``, ``log_steps``, ``exponents``
 and the temperature ``log_tau`` of the query loss) with Adam along the exact
 gradient of a listwise query loss through the unrolled steps
 (:func:`meta_gradient`), or Reptile's direction (:func:`reptile_direction`),
-keeping the meta-parameters of the best validation NDCG.
+keeping the meta-parameters of the best validation NDCG. The episodes of a
+user are played by a :class:`MetaTask`: the estimator's own factors, or, when
+the meta-learning is cross-fitted, the factors of the user's fold (fitted
+without that fold's users), with the start ``theta`` relative to the task's
+``base``.
 
 All the numbers are in the estimator's rescaled units (item factors of unit
 mean squared norm); nothing here knows about estimators.
@@ -131,6 +135,34 @@ class Episode(NamedTuple):
     query: np.ndarray  # (b, q) held-back items, padded with n_items
     x0: np.ndarray | None  # per-user starts, or None for the meta-learned theta
     objective: object  # the loss of the steps
+
+
+class MetaTask(NamedTuple):
+    """What plays the episodes of some warm users during meta-learning.
+
+    Without cross-fitting there is one task (the estimator's own factors); with
+    it, one per fold: the fold's users' episodes are played against factors
+    fitted without them.
+    """
+
+    make_episode: object  # make_episode(users, rng, n=None, whole=False) -> Episode
+    stepper: Stepper  # the steps over this task's (rescaled) item factors
+    base: np.ndarray | None = None  # added to theta: the start theta is relative to
+
+
+def _shifted(params, task):
+    """``params`` with the task's base added to the start theta."""
+    if task.base is None:
+        return params
+    return {**params, "theta": params["theta"] + task.base}
+
+
+def _by_task(users, task_of):
+    """(task, positions in ``users``) for every task among these users, in task order."""
+    if task_of is None:
+        return [(0, np.arange(users.size))]
+    which = task_of[users]
+    return [(k, np.flatnonzero(which == k)) for k in np.unique(which)]
 
 
 def episode_users(X, low, validation_fraction, rng):
@@ -294,9 +326,14 @@ def reptile_direction(episode, params, negatives, stepper):
     return {"theta": params["theta"] - x.mean(axis=0).astype(np.float64)}
 
 
-def _validation_score(episode, params, negatives, stepper):
-    _, _, x = stepper.unroll(episode, params, negatives)
-    return validation_ndcg(x, episode.support, episode.query, stepper.Yp)
+def _validation_score(episodes, params, negatives):
+    """Mean validation NDCG over (task, episode, users) parts, weighted by users."""
+    scores, sizes = [], []
+    for task, episode, size in episodes:
+        _, _, x = task.stepper.unroll(episode, _shifted(params, task), negatives)
+        scores.append(validation_ndcg(x, episode.support, episode.query, task.stepper.Yp))
+        sizes.append(size)
+    return scores[0] if len(scores) == 1 else float(np.average(scores, weights=sizes))
 
 
 # ------------------------------------------------------------------ the optimiser
@@ -306,14 +343,14 @@ def meta_learn(
     rates,
     rng,
     *,
-    make_episode,
-    stepper,
+    tasks,
     meta_algorithm,
     meta_iter,
     meta_batch_size,
     n_negatives,
     validation_fraction,
     n_iter_no_change,
+    task_of=None,
     show_progress=False,
 ):
     """Adam on the meta-parameters over batches of episodes, with early stopping.
@@ -327,12 +364,15 @@ def meta_learn(
     rates : dict of str to float or ndarray
         Adam's step size of each meta-parameter to learn (the others stay put).
     rng : numpy.random.Generator
-    make_episode : callable
-        ``make_episode(users, rng, n=None, whole=False)`` -> :class:`Episode`.
-    stepper : Stepper
+    tasks : list of MetaTask
+        What plays the episodes: one task, or one per cross-fitting fold.
     meta_algorithm : {"metasgd", "fomaml", "reptile"}
     meta_iter, meta_batch_size, n_negatives, validation_fraction, n_iter_no_change : numbers
         As the estimator's parameters.
+    task_of : ndarray of shape (n_users,), int, default=None
+        The task of each warm user (None: every user plays ``tasks[0]``). A batch
+        of episodes is split by task; the meta-gradient is the users' mean over
+        the whole batch, and the validation NDCG the users' mean over every task.
     show_progress : bool, default=False
 
     Returns
@@ -346,6 +386,7 @@ def meta_learn(
     """
     from tqdm.auto import tqdm
 
+    stepper = tasks[0].stepper
     train, val = episode_users(X, stepper.n_shots_range[0], validation_fraction, rng)
     if train.size == 0:
         return None, 0, np.zeros(0)
@@ -355,15 +396,18 @@ def meta_learn(
     learned = list(rates)
     moments = {key: (np.zeros_like(params[key]), np.zeros_like(params[key])) for key in learned}
 
-    val_episode = val_negatives = None
+    val_episodes = val_negatives = None
     if val.size:
         users, shots = validation_shots(X, val, stepper.n_shots_range)
-        val_episode = make_episode(users, rng, n=shots)
+        val_episodes = [
+            (tasks[k], tasks[k].make_episode(users[pos], rng, n=shots[pos]), pos.size)
+            for k, pos in _by_task(users, task_of)
+        ]
         val_negatives = uniform_negatives(rng, T, n_negatives, n_items)
     best = None
     scores = []
-    if val_episode is not None:
-        scores.append(_validation_score(val_episode, params, val_negatives, stepper))
+    if val_episodes is not None:
+        scores.append(_validation_score(val_episodes, params, val_negatives))
         best = (scores[0], {key: value.copy() for key, value in params.items()})
 
     stale = it = 0
@@ -372,21 +416,35 @@ def meta_learn(
     for it in range(1, meta_iter + 1):
         users = rng.choice(train, size=batch, replace=False)
         negatives = uniform_negatives(rng, T, n_negatives, n_items)
-        episode = make_episode(users, rng, whole=reptile)
-        if reptile:
-            grads = reptile_direction(episode, params, negatives, stepper)
-        else:
-            if it == 1:
-                # start the temperature where the loss of the first batch is lowest
-                _, _, x = stepper.unroll(episode, params, negatives)
-                params["log_tau"][0] = best_log_tau(x, episode.support, episode.query, stepper.Yp)
-            second_order = meta_algorithm == "metasgd"
-            _, grads = meta_gradient(episode, params, negatives, stepper, second_order)
+        parts = [
+            (tasks[k], tasks[k].make_episode(users[pos], rng, whole=reptile), pos.size / batch)
+            for k, pos in _by_task(users, task_of)
+        ]
+        if not reptile and it == 1:
+            # start the temperature where the loss of the first batch is lowest
+            task, episode, _ = parts[0]
+            _, _, x = task.stepper.unroll(episode, _shifted(params, task), negatives)
+            params["log_tau"][0] = best_log_tau(x, episode.support, episode.query, task.stepper.Yp)
+        grads = None
+        for task, episode, weight in parts:
+            shifted = _shifted(params, task)
+            if reptile:
+                part = reptile_direction(episode, shifted, negatives, task.stepper)
+            else:
+                second_order = meta_algorithm == "metasgd"
+                _, part = meta_gradient(episode, shifted, negatives, task.stepper, second_order)
+            if len(parts) == 1:
+                grads = part
+            elif grads is None:
+                grads = {key: weight * value for key, value in part.items()}
+            else:
+                for key, value in part.items():
+                    grads[key] += weight * value
         _adam_step(params, grads, moments, rates, it)
         np.clip(params["log_steps"], -12.0, 3.0, out=params["log_steps"])
         bar.update()
-        if val_episode is not None and (it % _EVAL_EVERY == 0 or it == meta_iter):
-            scores.append(_validation_score(val_episode, params, val_negatives, stepper))
+        if val_episodes is not None and (it % _EVAL_EVERY == 0 or it == meta_iter):
+            scores.append(_validation_score(val_episodes, params, val_negatives))
             bar.set_postfix(validation_ndcg=f"{scores[-1]:.4f}")
             if scores[-1] > best[0]:
                 best = (scores[-1], {key: value.copy() for key, value in params.items()})

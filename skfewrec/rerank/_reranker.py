@@ -13,7 +13,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 
 from .._core.compat import HasMethods, Interval, _fit_context, check_is_fitted
-from .._core.csr import lookup, sample_episodes
+from .._core.csr import lookup, sample_episodes, user_folds
 from .._core.threads import blas_limits, effective_n_jobs
 from .._core.topk import chunked_topk, restrict_items
 from .._core.validation import check_flag, check_k
@@ -460,7 +460,7 @@ class LightGBMReranker(DerivedCachesMixin, SparseInputMixin, RecommenderMixin, B
         """
         n_users, n_items = X.shape
         low, high = check_shots_range(self.n_shots_range)
-        fold = rng.permutation(n_users) % self.cv
+        fold = user_folds(n_users, self.cv, rng)
         n_cand = min(self.n_candidates, n_items)
         parts, builder = [], None
         for k in range(self.cv):

@@ -23,8 +23,9 @@ re-ranker bundle still answers exactly as before.
 Since the defaults became "auto" (issue 10: ``ALSFactors`` chooses its
 regularization and confidence scale, ``ClosedFormFoldIn`` its prior strength and
 support shrinkage, on the warm data), ``models()`` spells out 0.1.0's defaults
-(``confidence_scale=1.0``, ``prior_strength=1.0``, ``shrinkage=0``) so that a fresh
-fit is still the configuration the bundles were written with.
+(``confidence_scale=1.0``, ``prior_strength=1.0``, ``shrinkage=0``; and
+``GradientFoldIn``'s ``meta_cv=None``: 0.1.0 did not cross-fit its meta-learning)
+so that a fresh fit is still the configuration the bundles were written with.
 
 ``tests/test_legacy.py`` loads every bundle with the current code and checks that
 it gives identical recommendations, and that fitting afresh still gives the same.
@@ -80,7 +81,7 @@ def models():
             prior="gaussian",
         ),
         "gradient": skfewrec.GradientFoldIn(
-            factors(), n_steps=3, meta_iter=8, meta_batch_size=32, random_state=0
+            factors(), n_steps=3, meta_iter=8, meta_batch_size=32, meta_cv=None, random_state=0
         ),
         "implicit_fold_in": skfewrec.ImplicitFoldIn(factors()),
         "most_popular": skfewrec.MostPopular(),
