@@ -97,7 +97,8 @@ def run_seed(X, T, seed, args):
     als = ClosedFormFoldIn(
         ALSFactors(
             64, regularization=1.0, confidence_scale=10.0, max_iter=args.max_iter, random_state=seed
-        )
+        ),
+        random_state=seed,  # its "auto" prior and shrinkage hold users out at random
     )
     out = {}
     knob = PopularityPenalty(als, tolerance=args.tolerance, random_state=seed).fit(X_train)

@@ -49,7 +49,7 @@ class PopularityPenalty(SparseInputMixin, RecommenderMixin, BaseEstimator):
     ----------
     recommender : estimator, default=None
         An unfitted skfewrec recommender. None uses ``ClosedFormFoldIn()`` with
-        its default factors seeded by ``random_state``.
+        its default factors, both seeded by ``random_state``.
     strength : float or "auto", default="auto"
         The penalty in units of the score spread, >= 0; "auto" chooses it on
         held-out warm users (above). An explicit number is used as given.
@@ -148,7 +148,9 @@ class PopularityPenalty(SparseInputMixin, RecommenderMixin, BaseEstimator):
             from .adapters import ClosedFormFoldIn
             from .factors import ALSFactors
 
-            return ClosedFormFoldIn(ALSFactors(random_state=self.random_state))
+            return ClosedFormFoldIn(
+                ALSFactors(random_state=self.random_state), random_state=self.random_state
+            )
         return clone(self.recommender)
 
     def _calibrate(self, rec, X, rng):

@@ -279,3 +279,10 @@ def test_an_auto_knob_round_trips_and_a_crafted_one_is_refused(knob_data, tmp_pa
         skfewrec.save(bad, tmp_path / name)
         with pytest.raises(BundleError, match=name):
             skfewrec.load(tmp_path / name)
+
+
+def test_the_default_recommender_and_its_auto_settings_are_seeded():
+    # an unseeded adapter holds out a random slice for its own "auto" prior and
+    # shrinkage, so the knob's choice (made on top of it) would vary between fits
+    rec = PopularityPenalty(random_state=3)._template()
+    assert rec.random_state == 3 and rec.factors.random_state == 3
