@@ -33,7 +33,7 @@ class PopularityPenalty(SparseInputMixin, RecommenderMixin, BaseEstimator):
 
     How much accuracy a given strength costs depends on the data and on the
     wrapped model (``benchmarks/longtail.py``: with the same ALS, 0.5 costs 8% of
-    NDCG@20 on ml-latest-small, 0.3 none on Gowalla), so the default
+    NDCG@20 on ml-latest-small, 0.5 none on Gowalla), so the default
     ``strength="auto"`` measures it at fit time: a
     slice of the warm users is held out, the wrapped recommender is refitted on
     the rest (with any "auto" setting of it fixed to what the full fit chose),
