@@ -63,16 +63,11 @@ class ConditionalKNN(RecommenderMixin, BaseEstimator):
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Count co-occurrences and keep each item's nearest neighbours."""
+        from skfewrec._core.knn import conditional_neighbors
+
         X = validate_interactions(self, X, reset=True)
-        B = sp.csr_matrix((np.ones_like(X.data), X.indices, X.indptr), shape=X.shape)
-        co = sp.csr_matrix(B.T @ B, dtype=np.float32)
-        co.setdiag(0)
-        co.eliminate_zeros()
-        n = np.maximum(np.asarray(B.sum(axis=0)).ravel(), 1.0).astype(np.float32)
-        # row i divided by n_i, column j by n_j ** pop_discount
-        co.data /= n[np.repeat(np.arange(co.shape[0]), np.diff(co.indptr))]
-        co.data /= n[co.indices] ** np.float32(self.pop_discount)
-        self.similarity_ = top_k_per_row(co, self.n_neighbors).astype(np.float32)
+        # by blocks of items: the whole co-occurrence of Gowalla does not fit
+        self.similarity_ = conditional_neighbors(X, self.n_neighbors, self.pop_discount)
         return self
 
     def _scorer(self, X, columns):

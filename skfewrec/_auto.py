@@ -40,6 +40,7 @@ FALLBACK = {
     "confidence_scale": 30.0,
     "prior_strength": 1.0,
     "shrinkage": 3.0,
+    "knn_weight": 0.0,
 }
 
 #: the prior strengths tried by default (1 weighs the prior as one warm user's spread;
@@ -48,6 +49,26 @@ STRENGTHS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 #: the support shrinkages tried by default (``kappa`` of :func:`shrink_to_support`)
 SHRINKAGES = (0.0, 1.0, 3.0, 10.0, 30.0)
+
+#: the prior strengths each point of the ALS search is scored with, with the middle
+#: shrinkage (the full grids above are tried at the chosen point only)
+SEARCH_STRENGTHS = (0.0, 0.1, 1.0)
+
+#: the episode sizes of the points of the ALS search (the chosen point: all of N_SHOTS)
+SEARCH_SHOTS = (1, 5, 20)
+
+#: the item-kNN weights tried by default (``beta`` of the hybrid score; 0 is the
+#: pure factor model, which keeps the fast dot-product path)
+KNN_WEIGHTS = (0.0, 0.1, 0.3, 0.5, 1.0, 2.0, 4.0)
+
+#: the conditional-probability item-kNN of the hybrid: neighbours per item and the
+#: exponent of the neighbour's popularity (:func:`skfewrec._core.knn.conditional_neighbors`)
+KNN_NEIGHBORS = 100
+KNN_POP_DISCOUNT = 0.0
+
+#: interactions below which every point of the ALS search is fitted from scratch (cheap
+#: there; a warm start leaves a neighbour a little less converged than its centre)
+WARM_START_NNZ = 100_000
 
 #: the shot counts of the simulated episodes (the protocol's)
 N_SHOTS = (1, 3, 5, 10, 20)
@@ -251,13 +272,15 @@ def choose_prior(
     *,
     strengths=STRENGTHS,
     shrinkages=SHRINKAGES,
+    knn_weights=(0.0,),
+    similarity=None,
     n_shots=N_SHOTS,
     k=20,
     min_query=3,
     n_jobs=1,
     random_state=0,
 ):
-    """The prior strength and support shrinkage whose episodes score best.
+    """The prior strength, support shrinkage and item-kNN weight whose episodes score best.
 
     Parameters
     ----------
@@ -274,6 +297,14 @@ def choose_prior(
     strengths : sequence of float, default=(0, 0.03, 0.1, 0.3, 1, 3, 10)
     shrinkages : sequence of float, default=(0, 1, 3, 10, 30)
         Use ``(0,)`` to choose the strength alone.
+    knn_weights : sequence of float, default=(0,)
+        Weights of the item-kNN score blended into the factor score
+        (:func:`skfewrec._core.knn.blend_scores`), tried at the best strength
+        and shrinkage; ``(0,)``: none.
+    similarity : sparse matrix of shape (n_items, n_items), default=None
+        The item neighbours of ``X_fit``
+        (:func:`skfewrec._core.knn.conditional_neighbors`); needed when
+        ``knn_weights`` holds more than 0.
     n_shots : sequence of int, default=(1, 3, 5, 10, 20)
     k : int, default=20
         The cut-off of NDCG.
@@ -287,12 +318,15 @@ def choose_prior(
     Returns
     -------
     chosen : dict
-        ``prior_strength`` and ``shrinkage`` with the best mean NDCG over ``n_shots``.
+        ``prior_strength``, ``shrinkage`` and ``knn_weight`` with the best mean
+        NDCG over ``n_shots``.
     report : dict
-        ``{"strengths", "shrinkages", "scores", "n_shots"}``, ``scores`` of shape
+        ``{"strengths", "shrinkages", "scores", "knn_weights", "knn_scores",
+        "n_shots"}``; ``knn_scores`` of shape (knn_weights, n_shots) at the
+        best strength and shrinkage, ``scores`` of shape
         (strengths, shrinkages, n_shots) as nested lists (NaN: not scored; the
-        search scores every strength with no and with the middle shrinkage, then
-        every shrinkage at the best strength).
+        search scores every strength with the middle shrinkage, then every
+        shrinkage at the best strength).
 
     Examples
     --------
@@ -308,13 +342,16 @@ def choose_prior(
     >>> chosen["prior_strength"] in report["strengths"]
     True
     """
+    from ._core.threads import blas_limits
     from ._core.topk import factor_topk
     from .metrics import ndcg_at_k
     from .model_selection import support_query_split
 
     if not _enough_episodes(sp.csr_matrix(X_val)):
         report = {"fallback": _too_few(X_val)}
-        return {k: FALLBACK[k] for k in ("prior_strength", "shrinkage")}, report
+        return {k: FALLBACK[k] for k in ("prior_strength", "shrinkage", "knn_weight")}, report
+    if any(knn_weights) and similarity is None:
+        raise ValueError("choose_prior needs the item similarity to try knn_weights above 0.")
     # explicit values while searching: an "auto" adapter would search again inside
     params = adapter.get_params(deep=False)
     explicit = {"prior_strength": float(strengths[0]), "shrinkage": 0.0}
@@ -345,24 +382,81 @@ def choose_prior(
             scores[a, b, j] = ndcg_at_k(Q, ids, k=k)
 
     # two stages, as the full grid costs a top-k per cell and n: every strength
-    # without shrinkage and with a middle one, then every shrinkage at the best strength
+    # at the middle shrinkage, then every shrinkage at the best strength (one BLAS
+    # thread: a pool on top of the top-k's threads makes the small products crawl)
     middle = len(shrinkages) // 2
-    for a in range(len(strengths)):
-        for b in sorted({0, middle}):
-            score(a, b)
-    best_strength = int(np.nanargmax(np.nanmax(_mean_over_shots(scores), axis=1)))
-    for b in range(len(shrinkages)):
-        if np.isnan(scores[best_strength, b]).all():
-            score(best_strength, b)
+    with blas_limits(1):
+        for a in range(len(strengths)):
+            score(a, middle)
+        best_strength = int(np.nanargmax(np.nanmax(_mean_over_shots(scores), axis=1)))
+        for b in range(len(shrinkages)):
+            if np.isnan(scores[best_strength, b]).all():
+                score(best_strength, b)
     mean = _mean_over_shots(scores)
     a, b = np.unravel_index(int(np.nanargmax(mean)), mean.shape)
+    # the item-kNN blend at the best strength and shrinkage (weight 0: the cell above)
+    knn = np.full((len(knn_weights), len(n_shots)), np.nan)
+    for c, weight in enumerate(knn_weights):
+        if weight == 0:
+            knn[c] = scores[a, b]
+            continue
+        for j, (S, Q) in episodes.items():
+            V = shrink_to_support(vectors[a][j], S, means, shrinkages[b])
+            ids, _ = blended_topk(V, est.item_factors_, S, similarity, weight, k, n_jobs)
+            knn[c, j] = ndcg_at_k(Q, ids, k=k)
+    best_knn = int(np.nanargmax(_mean_over_shots(knn)))
     report = {
         "strengths": [float(v) for v in strengths],
         "shrinkages": [float(v) for v in shrinkages],
         "scores": scores.round(5).tolist(),
+        "knn_weights": [float(v) for v in knn_weights],
+        "knn_scores": knn.round(5).tolist(),
         "n_shots": list(n_shots),
     }
-    return {"prior_strength": float(strengths[a]), "shrinkage": float(shrinkages[b])}, report
+    chosen = {
+        "prior_strength": float(strengths[a]),
+        "shrinkage": float(shrinkages[b]),
+        "knn_weight": float(knn_weights[best_knn]),
+    }
+    return chosen, report
+
+
+def blended_topk(U, V, X, similarity, weight, k, n_jobs=1, seen=True):
+    """Top-k of the factor scores ``U V^T`` blended with the item-kNN scores of ``X``.
+
+    Parameters
+    ----------
+    U : ndarray of shape (n_users, n_components)
+    V : ndarray of shape (n_items, n_components)
+    X : sparse matrix of shape (n_users, n_items)
+        The users' shots (the kNN scores are ``binary(X) @ similarity``; the
+        shots are never returned when ``seen``).
+    similarity : sparse matrix of shape (n_items, n_items)
+    weight : float
+        ``beta`` of :func:`skfewrec._core.knn.blend_scores`.
+    k : int
+    n_jobs : int, default=1
+    seen : bool, default=True
+        Filter the shots.
+
+    Returns
+    -------
+    ids, scores : ndarray of shape (n_users, k)
+    """
+    from ._core.knn import blend_scores
+    from ._core.topk import chunked_topk
+
+    X = sp.csr_matrix(X)
+    B = sp.csr_matrix((np.ones(X.nnz, dtype=np.float32), X.indices, X.indptr), shape=X.shape)
+    U = np.ascontiguousarray(U, dtype=np.float32)
+    Vt = np.ascontiguousarray(np.asarray(V, dtype=np.float32).T)
+    S = sp.csr_matrix(similarity, dtype=np.float32)
+
+    def block(start, stop):
+        knn = np.asarray((B[start:stop] @ S).toarray(), dtype=np.float32)
+        return blend_scores(U[start:stop] @ Vt, knn, weight)
+
+    return chunked_topk(block, X.shape[0], V.shape[0], k, seen=X if seen else None, n_jobs=n_jobs)
 
 
 def _mean_over_shots(scores):
@@ -384,11 +478,49 @@ def _log_neighbours(point, step, free=(True, True)):
     return out
 
 
+def _trial_factors(X_fit, point, n_components, n_iter, seed, num_threads, init=None):
+    """The ``(user, item)`` ALS factors of one search point (implicit's own fit),
+    warm-started from ``init`` (a neighbour's factors) when given."""
+    from ._core.threads import blas_limits
+    from .factors._als import _new_implicit_model
+
+    model = _new_implicit_model(n_components, point[0], point[1], n_iter, True, seed, num_threads)
+    if init is not None:
+        # the neighbour's factors plus implicit's own random start: zero factors (a
+        # neighbour regularised to nothing) are a fixed point of ALS, the noise leaves it
+        rng = np.random.default_rng(seed)
+        model.user_factors, model.item_factors = (
+            (f + 0.01 * rng.random(f.shape, dtype=np.float32)).astype(np.float32) for f in init
+        )
+    with blas_limits(1):
+        model.fit(X_fit, show_progress=False)
+    return model.user_factors, model.item_factors
+
+
+def _als_of(item_factors, point, item_counts):
+    """A fitted :class:`~skfewrec.ALSFactors` holding a search point's item factors."""
+    from .factors._als import ALSFactors
+
+    als = ALSFactors.from_arrays(item_factors, regularization=point[0], confidence_scale=point[1])
+    als.item_counts_ = item_counts
+    return als
+
+
+def _coarse_grids(strengths, shrinkages, search_strengths, search_shrinkages):
+    """The prior strengths and shrinkages scored at every point of the ALS search."""
+    if search_strengths is None:
+        search_strengths = [v for v in strengths if v in SEARCH_STRENGTHS] or strengths
+    if search_shrinkages is None:
+        search_shrinkages = [shrinkages[len(shrinkages) // 2]]
+    return tuple(search_strengths), tuple(search_shrinkages)
+
+
 def choose_als_settings(
     X,
     *,
     n_components=64,
     max_iter=15,
+    warm_iter=5,
     regularization=None,
     confidence_scale=None,
     start=(FALLBACK["regularization"], FALLBACK["confidence_scale"]),
@@ -396,7 +528,11 @@ def choose_als_settings(
     max_moves=4,
     strengths=STRENGTHS,
     shrinkages=SHRINKAGES,
+    search_strengths=None,
+    search_shrinkages=None,
+    knn_weights=KNN_WEIGHTS,
     n_shots=N_SHOTS,
+    search_shots=None,
     holdout=0.2,
     max_users=500,
     n_jobs=None,
@@ -410,6 +546,14 @@ def choose_als_settings(
     best strength. The point moves to its best neighbour (x or / ``step`` along
     one axis) until it beats all four, or ``max_moves`` moves were made.
 
+    The search only ranks settings, so it is kept cheap: the first point is
+    fitted from scratch (``max_iter`` sweeps), every other one warm-started from
+    the factors of the centre it neighbours (``warm_iter`` sweeps: ALS converges
+    in a few sweeps from a nearby solution), and each point is scored with a few
+    prior strengths and shrinkages (``search_strengths`` x ``search_shrinkages``).
+    The full ``strengths`` x ``shrinkages`` are then tried at the chosen point
+    only (which costs no refit).
+
     Parameters
     ----------
     X : {array-like, sparse matrix} of shape (n_users, n_items)
@@ -417,7 +561,11 @@ def choose_als_settings(
     n_components : int, default=64
         The factors of the ALS being tuned.
     max_iter : int, default=15
-        ALS sweeps of each trial fit.
+        ALS sweeps of the first trial fit.
+    warm_iter : int, default=5
+        ALS sweeps of every other trial fit, warm-started from its centre's
+        factors. ``warm_iter=None`` fits every point from scratch with ``max_iter``,
+        as does any search on fewer than 100,000 interactions (cheap there).
     regularization, confidence_scale : float, default=None
         A value given here is fixed (an explicit setting wins): the search moves
         along the other axis only.
@@ -428,26 +576,42 @@ def choose_als_settings(
     max_moves : int, default=4
         Moves of the centre at most (each move fits up to three new points).
     strengths : sequence of float, default=(0, 0.03, 0.1, 0.3, 1, 3, 10)
-        Prior strengths tried at each point.
+        Prior strengths tried at the chosen point.
+    shrinkages : sequence of float, default=(0, 1, 3, 10, 30)
+        Support shrinkages tried at the chosen point.
+    search_strengths, search_shrinkages : sequence of float, default=None
+        The few tried at every point while searching. None: those of
+        ``strengths`` among (0, 0.1, 1), and the middle of ``shrinkages`` (all
+        of ``strengths`` when none is among them). Pass ``strengths`` (and
+        ``shrinkages``) to score the full grids at every point.
+    knn_weights : sequence of float, default=(0, 0.1, 0.3, 0.5, 1, 2, 4)
+        Weights of the conditional-probability item-kNN score blended into the
+        factor score, tried at the chosen point (``(0,)``: the pure factor model).
     n_shots : sequence of int, default=(1, 3, 5, 10, 20)
         The episode sizes; the score is the mean NDCG@20 over them.
+    search_shots : sequence of int, default=None
+        The episode sizes of the points while searching (the chosen point is
+        scored on ``n_shots``). None: those of ``n_shots`` among (1, 5, 20), or
+        all of them when none is.
     holdout : float, default=0.2
         Share of warm users held out (at most ``max_users``).
     max_users : int, default=500
     n_jobs : int, default=None
-        Threads of the trial fits.
+        Threads of the trial fits and of the scoring (None: every core, as
+        implicit's default).
     random_state : int, RandomState instance or None, default=None
         Seeds the hold-out, the trial fits and the episodes.
 
     Returns
     -------
     settings : dict
-        ``regularization``, ``confidence_scale``, ``prior_strength`` and
-        ``shrinkage``.
+        ``regularization``, ``confidence_scale``, ``prior_strength``,
+        ``shrinkage`` and ``knn_weight``.
     report : dict
         ``points`` (every point scored: settings, per-n NDCG, mean, best
-        strength), ``n_fit_users``, ``n_val_users``, ``seconds``, and
-        ``fallback`` (a reason, when the data were too small to search).
+        strength), ``refined`` (the full prior grid at the chosen point),
+        ``n_fit_users``, ``n_val_users``, ``seconds``, and ``fallback`` (a
+        reason, when the data were too small to search).
 
     Examples
     --------
@@ -457,14 +621,14 @@ def choose_als_settings(
     >>> settings, report = choose_als_settings(
     ...     X, n_components=8, max_iter=5, max_moves=1, n_shots=(1, 5), random_state=0)
     >>> sorted(settings)
-    ['confidence_scale', 'prior_strength', 'regularization', 'shrinkage']
+    ['confidence_scale', 'knn_weight', 'prior_strength', 'regularization', 'shrinkage']
     >>> len(report["points"]) >= 5
     True
     """
     from sklearn.frozen import FrozenEstimator
 
+    from ._core.threads import blas_limits, implicit_threads, max_threads
     from .adapters._closed_form import ClosedFormFoldIn
-    from .factors._als import ALSFactors
 
     t0 = time.perf_counter()
     rng = check_random_state(random_state)
@@ -483,36 +647,51 @@ def choose_als_settings(
                 settings[name] = float(value)
         return settings, report
 
-    scored = {}
+    num_threads = implicit_threads(n_jobs)
+    threads = max_threads() if n_jobs is None else num_threads
+    coarse = _coarse_grids(strengths, shrinkages, search_strengths, search_shrinkages)
+    if search_shots is None:
+        search_shots = [n for n in n_shots if n in SEARCH_SHOTS] or n_shots
+    scored, fitted = {}, {}
+    counts = np.bincount(X_fit.indices, minlength=X_fit.shape[1]).astype(np.int64)
 
-    def score(point):
+    def adapter_of(als):
+        return ClosedFormFoldIn(
+            FrozenEstimator(als),
+            prior="gaussian",
+            prior_strength=1.0,
+            shrinkage=0.0,
+            n_jobs=threads,
+        )
+
+    def prior_on(als, grid, shots, knn=(0.0,), similarity=None):
+        return choose_prior(
+            adapter_of(als),
+            X_fit,
+            X_val,
+            strengths=grid[0],
+            shrinkages=grid[1],
+            knn_weights=knn,
+            similarity=similarity,
+            n_shots=shots,
+            n_jobs=threads,
+            random_state=seed,
+        )
+
+    def score(point, init=None):
         key = tuple(round(float(v), 6) for v in point)
         if key not in scored:
-            als = ALSFactors(
-                n_components,
-                regularization=key[0],
-                confidence_scale=key[1],
-                max_iter=max_iter,
-                random_state=seed,
-                n_jobs=n_jobs,
-            ).fit(X_fit)
-            adapter = ClosedFormFoldIn(
-                FrozenEstimator(als),
-                prior="gaussian",
-                prior_strength=1.0,
-                shrinkage=0.0,
-                n_jobs=n_jobs,
-            )
-            prior, sub = choose_prior(
-                adapter,
+            first = init is None or warm_iter is None or X_fit.nnz < WARM_START_NNZ
+            fitted[key] = _trial_factors(
                 X_fit,
-                X_val,
-                strengths=strengths,
-                shrinkages=shrinkages,
-                n_shots=n_shots,
-                n_jobs=n_jobs or 1,
-                random_state=seed,
+                key,
+                n_components,
+                max_iter if first else warm_iter,
+                seed,
+                num_threads,
+                None if first else fitted[init],
             )
+            prior, sub = prior_on(_als_of(fitted[key][1], key, counts), coarse, search_shots)
             a = sub["strengths"].index(prior["prior_strength"])
             b = sub["shrinkages"].index(prior["shrinkage"])
             per_n = np.asarray(sub["scores"])[a, b]
@@ -524,29 +703,48 @@ def choose_als_settings(
                     **prior,
                     "ndcg": per_n.tolist(),
                     "mean": scored[key],
+                    "warm_start": not first,
                 }
             )
         return scored[key], key
 
     fixed = (regularization, confidence_scale)
     free = tuple(v is None for v in fixed)
-    centre = score(tuple(s if v is None else float(v) for s, v in zip(start, fixed)))
-    for _ in range(max_moves if any(free) else 0):
-        best = max([score(p) for p in _log_neighbours(centre[1], step, free)] + [centre])
-        if best[1] == centre[1]:
-            break
-        centre = best
-    chosen = next(
-        p for p in report["points"] if (p["regularization"], p["confidence_scale"]) == centre[1]
-    )
-    report["n_shots"] = list(n_shots)
+    # one BLAS thread throughout: the parallelism is implicit's and the top-k's own
+    # (a BLAS pool on top of them oversubscribes the cores: many times slower)
+    with blas_limits(1):
+        centre = score(tuple(s if v is None else float(v) for s, v in zip(start, fixed)))
+        for _ in range(max_moves if any(free) else 0):
+            neighbours = [score(p, centre[1]) for p in _log_neighbours(centre[1], step, free)]
+            best = max([*neighbours, centre])
+            if best[1] == centre[1]:
+                break
+            centre = best
+        chosen = next(
+            p for p in report["points"] if (p["regularization"], p["confidence_scale"]) == centre[1]
+        )
+        settings = {**{k: chosen[k] for k in FALLBACK if k in chosen}, "knn_weight": 0.0}
+        full = (tuple(strengths), tuple(shrinkages))
+        if coarse != full or list(search_shots) != list(n_shots) or any(knn_weights):
+            # the full prior grid and the item-kNN blend at the chosen point: no refit
+            from ._core.knn import conditional_neighbors
+
+            als = _als_of(fitted[centre[1]][1], centre[1], counts)
+            similarity = (
+                conditional_neighbors(X_fit, KNN_NEIGHBORS, KNN_POP_DISCOUNT)
+                if any(knn_weights)
+                else None
+            )
+            prior, sub = prior_on(als, full, n_shots, tuple(knn_weights), similarity)
+            settings.update(prior)
+            report["refined"] = sub
+    report["n_shots"], report["search_shots"] = list(n_shots), list(search_shots)
     report["seconds"] = time.perf_counter() - t0
-    settings = {k: chosen[k] for k in FALLBACK}
     return settings, report
 
 
 #: the parameters that may be "auto"
-AUTO_PARAMS = ("regularization", "confidence_scale", "prior_strength", "shrinkage")
+AUTO_PARAMS = ("regularization", "confidence_scale", "prior_strength", "shrinkage", "knn_weight")
 
 
 def has_auto(estimator):
@@ -561,7 +759,7 @@ def has_auto(estimator):
     >>> from skfewrec._auto import has_auto
     >>> has_auto(ClosedFormFoldIn()), has_auto(ClosedFormFoldIn(
     ...     ALSFactors(regularization=1.0, confidence_scale=1.0),
-    ...     prior_strength=1.0, shrinkage=0.0))
+    ...     prior_strength=1.0, shrinkage=0.0, knn_weight=0.0))
     (True, False)
     """
     params = estimator.get_params(deep=True)
@@ -611,7 +809,7 @@ def fix_auto_settings(template, fitted):
     params = adapter.get_params(deep=False)
     updates = {
         name: getattr(fitted, f"{name}_")
-        for name in ("prior_strength", "shrinkage")
+        for name in ("prior_strength", "shrinkage", "knn_weight")
         if params.get(name) == "auto" and hasattr(fitted, f"{name}_")
     }
     source = getattr(fitted, "factors_", None)

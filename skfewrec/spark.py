@@ -470,16 +470,16 @@ def _load_cached(token, payload, n_jobs):
         from .persistence import loads
 
         bundle, ids_bytes = payload.value if hasattr(payload, "value") else payload
-        estimator = loads(bundle)
+        estimator, encoder = loads(bundle, return_encoder=True)
         _limit_jobs(estimator, n_jobs)
         if len(_MODEL_CACHE) >= _MODEL_CACHE_SIZE:
             _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
-        _MODEL_CACHE[token] = (estimator, _ids_from_bytes(ids_bytes))
+        _MODEL_CACHE[token] = (estimator, encoder, _ids_from_bytes(ids_bytes))
     return _MODEL_CACHE[token]
 
 
 def _score_partition(batches, *, token, payload, n_items, k, filter_seen, handle_unknown,
-                     items, exclude, names, out_schema):  # fmt: skip
+                     items, exclude, names, out_schema, contract=False):  # fmt: skip
     """mapInArrow body: the top-k rows of every user of one partition.
 
     The log was hash-partitioned by user, so the partition holds each of its
@@ -521,9 +521,15 @@ def _score_partition(batches, *, token, payload, n_items, k, filter_seen, handle
         return
     context = TaskContext.get()
     cpus = context.cpus() if context is not None else 1
-    estimator, value_set = _load_cached(token, payload, cpus)
+    estimator, encoder, value_set = _load_cached(token, payload, cpus)
     table = pa.Table.from_batches(batches)
     del batches
+    if contract:
+        yield from _score_log(table, estimator, encoder, value_set, cpus, k=k,
+                              filter_seen=filter_seen, handle_unknown=handle_unknown,
+                              items=items, exclude=exclude, names=names,
+                              out_schema=out_schema)  # fmt: skip
+        return
     X, users = _long_to_csr(*_columns(table, names[2]), value_set, n_items, handle_unknown, names)
     del table
     for start in range(0, X.shape[0], _USERS_PER_CALL):
@@ -540,6 +546,50 @@ def _score_partition(batches, *, token, payload, n_items, k, filter_seen, handle
                 value_set.take(pa.array(ids[valid])).cast(out_schema.field(1).type),
                 pa.array(scores[valid], type=pa.float32()),
                 pa.array((rank + 1).astype(np.int32), type=pa.int32()),
+            ],
+            schema=out_schema,
+        )
+
+
+def _score_log(table, estimator, encoder, value_set, cpus, *, k, filter_seen, handle_unknown,
+               items, exclude, names, out_schema):  # fmt: skip
+    """The partition's users through :func:`skfewrec.apps._answer.recommend_log`: the
+    model's data contract (filters, duplicates, binarize, weighting) as in Python."""
+    import pandas as pd
+    import pyarrow as pa
+    from threadpoolctl import threadpool_limits
+
+    from .apps._answer import recommend_log
+
+    user_col, item_col, value_col = names
+    from .preprocessing import InteractionEncoder
+
+    steps = getattr(estimator, "steps", None)
+    first = steps[0][1] if steps else None
+    own = first if isinstance(first, InteractionEncoder) else encoder
+    own.set_params(handle_unknown=handle_unknown)
+    log = table.to_pandas()
+    log.columns = [own.user_col, own.item_col, *([own.value_col] if value_col else [])]
+    raw = value_set.to_numpy(zero_copy_only=False)
+    allow = None if items is None else raw[items]
+    deny = None if exclude is None else raw[exclude]
+    codes, uniques = pd.factorize(log[own.user_col], sort=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(
+        codes[order], np.arange(0, len(uniques) + _USERS_PER_CALL, _USERS_PER_CALL)
+    )
+    pass_encoder = None if own is first else own
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        with threadpool_limits(cpus):
+            top = recommend_log(estimator, pass_encoder, log.iloc[order[lo:hi]], k=k,
+                                filter_seen=filter_seen, items=allow, exclude=deny,
+                                user_col=user_col, item_col=item_col)  # fmt: skip
+        yield pa.RecordBatch.from_arrays(
+            [
+                pa.array(top[user_col].to_numpy()).cast(out_schema.field(0).type),
+                pa.array(top[item_col].to_numpy()).cast(out_schema.field(1).type),
+                pa.array(top["score"].to_numpy(), type=pa.float32()),
+                pa.array(top["rank"].to_numpy().astype(np.int32), type=pa.int32()),
             ],
             schema=out_schema,
         )
@@ -590,6 +640,7 @@ def recommend_spark(
     exclude=None,
     handle_unknown="error",
     num_partitions=None,
+    encoder=None,
 ):
     """Top-k items for each new user of a Spark DataFrame, computed on the executors.
 
@@ -637,6 +688,15 @@ def recommend_spark(
     num_partitions : int, default=None
         Partitions of users (None: ``spark.sql.shuffle.partitions``, which
         adaptive query execution may coalesce).
+    encoder : InteractionEncoder, default=None
+        The model's fitted data contract (``skfewrec.load(path,
+        return_encoder=True)``), taken from ``estimator`` when it is a pipeline
+        starting with one. With an encoder, each task answers through
+        :func:`skfewrec.apps._answer.recommend_log`, like Python, the CLI and the
+        HTTP service: its ``min_value`` filter, duplicate policy, ``binarize`` and
+        a pipeline's weighting steps apply to the raw log, items of the raw log
+        are never recommended back, ``item_ids`` are its ``item_ids_`` and
+        ``value_col`` defaults to its ``value_col``.
 
     Returns
     -------
@@ -665,13 +725,35 @@ def recommend_spark(
     import pyarrow as pa
     from pyspark.sql import types as T
 
+    from .preprocessing import InteractionEncoder
+
+    steps = getattr(estimator, "steps", None)
+    if steps:
+        from .pipeline import as_recommender_pipeline
+
+        estimator = as_recommender_pipeline(estimator)
+        if encoder is None and isinstance(steps[0][1], InteractionEncoder):
+            encoder = steps[0][1]
     if not hasattr(estimator, "recommend"):
         raise TypeError(
             f"estimator must be a fitted skfewrec recommender (with recommend), got "
             f"{type(estimator).__name__}."
         )
     check_is_fitted(estimator)
-    n_items = int(estimator.n_features_in_)
+    if encoder is not None:
+        if not isinstance(encoder, InteractionEncoder):
+            raise TypeError(
+                f"encoder must be a fitted InteractionEncoder, got {type(encoder).__name__}."
+            )
+        check_is_fitted(encoder)
+        if item_ids is not None:
+            raise ValueError("Pass encoder or item_ids, not both: the encoder holds the ids.")
+        item_ids = encoder.item_ids_
+        # the values the contract reads (none for a model of event counts)
+        value_col = None if encoder.value_col is None else (value_col or encoder.value_col)
+        n_items = len(item_ids)
+    else:
+        n_items = int(estimator.n_features_in_)
     if handle_unknown not in ("error", "ignore"):
         raise ValueError(f"handle_unknown must be 'error' or 'ignore', got {handle_unknown!r}.")
     if not isinstance(filter_seen, bool | np.bool_):
@@ -689,7 +771,8 @@ def recommend_spark(
 
     from .persistence import dumps, loads
 
-    bundle = dumps(estimator)
+    own = encoder if encoder is not None and not (steps and steps[0][1] is encoder) else None
+    bundle = dumps(estimator, encoder=own)
     loads(bundle)  # the executors' load, once on the driver: a broken model fails here, now
     ids_bytes = _ids_to_bytes(ids, n_items)
     token = hashlib.sha256(bundle + ids_bytes).hexdigest()
@@ -731,6 +814,7 @@ def recommend_spark(
         exclude=deny,
         names=(user_col, item_col, value_col),
         out_schema=pa.schema(arrow_schema),
+        contract=encoder is not None,
     )
     with warnings.catch_warnings():
         # PySpark 4 warns about pandas >= 3 when it sets up any Arrow UDF; this one

@@ -191,3 +191,35 @@ def test_random_state_reaches_the_factor_source(adapter, small_interactions):
     # a frozen source is never refitted
     prefit = ALSFactors(random_state=3, **small).fit(X)
     assert adapter(FrozenEstimator(prefit), random_state=5).fit(X).factors_ is prefit
+
+
+def test_hybrid_ranking_matches_its_scores_and_round_trips(tmp_path):
+    import skfewrec
+    from skfewrec import ALSFactors, ClosedFormFoldIn
+    from skfewrec.datasets import make_interactions
+
+    X = make_interactions(n_users=300, n_items=80, random_state=0).X
+    est = ClosedFormFoldIn(
+        ALSFactors(4, regularization=1.0, confidence_scale=10.0, random_state=0),
+        prior_strength=0.1,
+        shrinkage=3.0,
+        knn_weight=0.5,
+    ).fit(X[:250])
+    assert est.knn_similarity_.shape == (80, 80)
+    ids, scores = est.recommend(X[250:], k=5)
+    D = est.decision_function(X[250:])
+    D[X[250:].toarray() > 0] = -np.inf
+    np.testing.assert_allclose(np.take_along_axis(D, ids, axis=1), scores, rtol=1e-5)
+    np.testing.assert_allclose(np.sort(D, axis=1)[:, ::-1][:, :5], scores, rtol=1e-5)
+    # the blend moves the ranking away from the pure factor model
+    plain = ClosedFormFoldIn(
+        ALSFactors(4, regularization=1.0, confidence_scale=10.0, random_state=0),
+        prior_strength=0.1,
+        shrinkage=3.0,
+        knn_weight=0.0,
+    ).fit(X[:250])
+    assert plain.knn_similarity_ is None
+    assert (plain.recommend(X[250:], k=5)[0] != ids).any()
+    skfewrec.save(est, tmp_path / "hybrid")
+    loaded = skfewrec.load(tmp_path / "hybrid")
+    np.testing.assert_array_equal(loaded.recommend(X[250:], k=5)[0], ids)

@@ -1,5 +1,6 @@
 """The HTTP scoring service, through a real uvicorn server on loopback."""
 
+import io
 import json
 import logging
 import os
@@ -546,3 +547,130 @@ def test_serve_startup_errors_are_clear_and_documented(model, encoder, tmp_path,
     err = capsys.readouterr().err
     assert "cannot listen on 192.0.2.1:0: Cannot assign requested address" in err
     assert err.count("\n") == 1  # one line, no traceback
+
+
+# ---------------------------------------------------------------- issue 11: smaller doors
+def test_openapi_documents_the_scoring_routes_with_their_models(client):
+    schema = client.get("/openapi.json").json()
+    for path, request, response in [
+        ("/recommend", "RecommendRequest", "RecommendResponse"),
+        ("/recommend/batch", "BatchRequest", "BatchResponse"),
+    ]:
+        post = schema["paths"][path]["post"]
+        body = post["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": f"#/components/schemas/{request}"}
+        ok = post["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok == {"$ref": f"#/components/schemas/{response}"}
+        assert {"400", "413", "422", "500"} <= set(post["responses"])
+    models = schema["components"]["schemas"]
+    assert set(models["RecommendRequest"]["properties"]) == {
+        "items", "values", "k", "exclude", "filter_seen"
+    }  # fmt: skip
+    assert models["RecommendRequest"]["required"] == ["items"]
+    assert set(models["RecommendResponse"]["properties"]) == {"items", "scores", "unknown"}
+    assert "/health" in schema["paths"] and "/model" in schema["paths"]
+    # the routes still parse their bodies themselves: same messages as before
+    answer = client.post("/recommend", json={"items": ["m1"], "user": 3})
+    assert answer.status_code == 422 and "unknown field" in answer.json()["detail"]
+
+
+def test_k_over_the_catalogue_is_python_s_error(model, encoder):
+    app = create_app(model, encoder=encoder, max_k=1000)
+    server, url = serve_in_thread(app)
+    try:
+        n = model.n_features_in_
+        answer = httpx.post(f"{url}/recommend", json={"items": ["m1"], "k": n + 1}, timeout=10)
+        with pytest.raises(ValueError) as python:
+            model.recommend(np.zeros((1, n)), k=n + 1)
+        assert answer.status_code == 422
+        assert answer.json()["detail"] == f"body.{python.value}"
+        assert httpx.post(f"{url}/recommend", json={"items": ["m1"], "k": n}).status_code == 200
+    finally:
+        server.should_exit = True
+
+
+def test_access_log_prints_without_log_level_info(model, encoder, tmp_path):
+    path = skfewrec.save(model, tmp_path / "m.zip", encoder=encoder)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skfewrec", "serve", str(path), "--port", "0", "--access-log"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+    try:
+        line = proc.stderr.readline().decode()
+        while line and not line.startswith("serving"):
+            line = proc.stderr.readline().decode()
+        url = line.split(" on ", 1)[1].split()[0]
+        assert httpx.post(f"{url}/recommend", json={"items": ["m3"]}, timeout=10).is_success
+        logged = proc.stdout.readline().decode()
+        assert '"POST /recommend HTTP/1.1" 200' in logged, logged
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+# ---------------------------------------------------------------- issue 11: the data contract
+def test_http_applies_the_fitted_contract_like_the_cli(small_interactions, tmp_path, capsys):
+    from skfewrec.apps.cli import main
+
+    log = _log(small_interactions)
+    log[log.user < 250].to_csv(tmp_path / "train.csv", index=False)
+    new = log[log.user >= 250]
+    new.to_csv(tmp_path / "new.csv", index=False)
+    path = tmp_path / "m.zip"
+    fit = ["fit", str(tmp_path / "train.csv"), "-o", str(path), "--value-col", "n",
+           "--min-value", "2", "--binarize", "--duplicates", "max", "--n-components", "4",
+           "--max-iter", "3", "-q"]  # fmt: skip
+    assert main(fit) == 0
+    assert main(["recommend", str(path), str(tmp_path / "new.csv"), "-k", "5", "-q"]) == 0
+    cli = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    server, url = serve_in_thread(create_app(str(path)))
+    try:
+        for user, rows in list(new.groupby("user", sort=False))[:10]:
+            raw = {"items": rows.item.tolist(), "values": rows.n.tolist(), "k": 5}
+            answer = httpx.post(f"{url}/recommend", json=raw, timeout=10).json()
+            expected = cli[cli.user == user]
+            assert answer["items"] == expected.item.tolist()
+            np.testing.assert_allclose(answer["scores"], expected.score, rtol=1e-5)
+            kept = rows[rows.n >= 2]
+            pre = {"items": kept.item.tolist(), "values": kept.n.tolist(), "k": 5}
+            both = httpx.post(f"{url}/recommend/batch", json={"users": [
+                {**raw, "filter_seen": False}, {**pre, "filter_seen": False},
+                {**raw, "items": raw["items"] * 3, "values": raw["values"] * 3},
+            ]}, timeout=10).json()["results"]  # fmt: skip
+            assert both[0]["items"] == both[1]["items"]  # the filter is the model's
+            assert both[2]["items"] == answer["items"]  # duplicates: the model's max
+            # a low value never counts as a like, and is never recommended back
+            assert not set(answer["items"]) & set(rows.item)
+    finally:
+        server.should_exit = True
+
+
+def test_a_python_pipeline_serves(small_interactions, tmp_path):
+    from skfewrec.pipeline import make_pipeline
+    from skfewrec.preprocessing import LogConfidence
+
+    log = _log(small_interactions[:250])
+    factors = ALSFactors(n_components=4, max_iter=3, random_state=0)
+    pipe = make_pipeline(
+        InteractionEncoder(value_col="n", handle_unknown="ignore"),
+        LogConfidence(),
+        ClosedFormFoldIn(factors=factors),
+    ).fit(log)
+    path = skfewrec.save(pipe, tmp_path / "pipe.zip")
+    server, url = serve_in_thread(create_app(str(path)))
+    try:
+        model = httpx.get(f"{url}/model", timeout=10).json()
+        assert model["class"] == "RecommenderPipeline" and model["n_items"] == 120
+        answer = httpx.post(
+            f"{url}/recommend", json={"items": ["m1", "m5", "nope"], "values": [3, 1, 1], "k": 4}
+        ).json()
+        expected = pipe.recommend(
+            pd.DataFrame({"user": [0, 0], "item": ["m1", "m5"], "n": [3, 1]}), k=4
+        )
+        assert answer["items"] == expected["item"].tolist() and answer["unknown"] == ["nope"]
+        empty = httpx.post(f"{url}/recommend", json={"items": [], "k": 3}).json()
+        assert len(empty["items"]) == 3
+    finally:
+        server.should_exit = True

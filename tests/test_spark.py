@@ -384,3 +384,51 @@ def test_ml100k_spark_users_get_spark_recommendations(spark, ml100k_path):
     ]
     print(f"ml-100k top-20 overlap with Spark: mean {np.mean(overlap):.4f}, min {min(overlap):.2f}")
     assert np.mean(overlap) >= 0.95
+
+
+@pytest.mark.spark
+def test_recommend_spark_applies_the_fitted_contract(spark, tmp_path):
+    """Issue 11: fitted with a filter through the CLI, Spark answers as the CLI and Python,
+    and a raw log and its pre-filtered copy give the same answers."""
+    import pandas as pd
+
+    import skfewrec
+    from skfewrec.apps._answer import recommend_log
+    from skfewrec.apps.cli import main
+    from skfewrec.datasets import make_interactions
+    from skfewrec.spark import recommend_spark
+
+    X = make_interactions(n_users=300, n_items=N_ITEMS, random_state=0).X.tocoo()
+    rng = np.random.default_rng(0)
+    log = pd.DataFrame(
+        {"uid": X.row, "movie": [f"m{c}" for c in X.col], "stars": rng.integers(1, 6, X.nnz)}
+    )
+    log[log.uid < 250].to_csv(tmp_path / "train.csv", index=False)
+    new = log[log.uid >= 250].reset_index(drop=True)
+    path = tmp_path / "m.zip"
+    fit = ["fit", str(tmp_path / "train.csv"), "-o", str(path), "--user-col", "uid",
+           "--item-col", "movie", "--value-col", "stars", "--min-value", "4", "--binarize",
+           "--weighting", "log", "--n-components", "4", "--max-iter", "3", "-q"]  # fmt: skip
+    assert main(fit) == 0
+    model, enc = skfewrec.load(path, return_encoder=True)
+    expected = recommend_log(model, enc, new, k=5)
+    frame = spark.createDataFrame(new)
+    got = recommend_spark(frame, model, encoder=enc, k=5, user_col="uid", item_col="movie",
+                          num_partitions=3, handle_unknown="ignore").toPandas()  # fmt: skip
+    got = got.sort_values(["uid", "rank"]).reset_index(drop=True)
+    want = expected.sort_values(["uid", "rank"]).reset_index(drop=True)
+    assert got[["uid", "movie", "rank"]].values.tolist() == (
+        want[["uid", "movie", "rank"]].values.tolist()
+    )
+    np.testing.assert_allclose(got.score, want.score, rtol=1e-5)
+    # a raw log and the pre-filtered log: the same answers (seen filter off)
+    raw, pre = (
+        recommend_spark(spark.createDataFrame(part), model, encoder=enc, k=5, user_col="uid",
+                        item_col="movie", filter_seen=False,
+                        handle_unknown="ignore").toPandas()
+        .sort_values(["uid", "rank"]).reset_index(drop=True)
+        for part in (new, new[new.stars >= 4])
+    )  # fmt: skip
+    raw = raw[raw.uid.isin(pre.uid)].reset_index(drop=True)  # users with a kept event
+    pd.testing.assert_frame_equal(raw, pre)
+    assert not set(zip(got.uid, got.movie)) & set(zip(new.uid, new.movie))

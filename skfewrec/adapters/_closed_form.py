@@ -7,16 +7,24 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
-from .._auto import item_conditional_means, shrink_to_support
+from .._auto import (
+    KNN_NEIGHBORS,
+    KNN_POP_DISCOUNT,
+    blended_topk,
+    item_conditional_means,
+    shrink_to_support,
+)
 from .._core.compat import HasMethods, Interval, StrOptions, _fit_context, check_is_fitted
 from .._core.conventions import CONVENTIONS
 from .._core.csr import select_entries
+from .._core.knn import blend_scores, conditional_neighbors, pad_square
 from .._core.threads import blas_limits, effective_n_jobs
 from .._core.validation import check_interactions
 from ..base import (
     DerivedCachesMixin,
     FactorRecommenderMixin,
     ItemsFromFactorsMixin,
+    RecommenderMixin,
     SparseFloat32TransformerMixin,
     fit_factor_source,
     validate_interactions,
@@ -110,6 +118,17 @@ class ClosedFormFoldIn(
         who took that item have in common; ``transform`` returns the exact solve,
         unshrunk. 0 turns it off. "auto" chooses it with ``prior_strength``; 0 for
         ``objective="explicit"``.
+    knn_weight : float or "auto", default="auto"
+        ``beta`` of a hybrid ranking: the factor scores blended with a
+        conditional-probability item-kNN score of the shots (each item's 100
+        nearest items, ``sim(i, j) = co(i, j) / n_i``; the signal a dot product
+        misses on sparse catalogues), ``f / max|f| + beta * s / max s`` per user.
+        0 is the pure factor model (and its fused top-k). "auto" chooses it with
+        ``prior_strength`` on the same episodes (0 allowed); 0 for
+        ``objective="explicit"``, and 0 when ``prior_strength`` and ``shrinkage``
+        are both given and the factors' own search did not score the blend (a
+        pinned adapter is not refitted on a hold-out for the blend alone).
+        Applies to ``recommend`` and ``decision_function``, not to ``transform``.
     objective : {"implicit", "explicit"}, default="implicit"
         "implicit": values are confidences (counts, clicks); "explicit": values
         are ratings, fitted by biased ridge regression on the rated items only.
@@ -141,6 +160,13 @@ class ClosedFormFoldIn(
         The prior strength in use (the chosen one for "auto").
     shrinkage_ : float
         The support shrinkage in use (the chosen one for "auto").
+    knn_weight_ : float
+        The item-kNN weight in use (the chosen one for "auto").
+    knn_similarity_ : csr_matrix of shape (n_items, n_items), float32, or None
+        The item neighbours of the hybrid ranking, learned from the warm users;
+        None when ``knn_weight_`` is 0. Items added later (:meth:`add_items`)
+        have none, so after :meth:`add_items` the ranking is the factor model's
+        (without the blend) until the model is refitted.
     item_means_ : ndarray of shape (n_items, n_components), float32, or None
         Each item's mean warm-user vector (the target of the support
         shrinkage); None for ``objective="explicit"``.
@@ -226,6 +252,7 @@ class ClosedFormFoldIn(
         "prior": [StrOptions({"none", "mean", "gaussian"})],
         "prior_strength": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "shrinkage": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
+        "knn_weight": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "objective": [StrOptions({"implicit", "explicit"})],
         "rating_scale": [tuple, list, None],
         "solver": [StrOptions({"auto", "woodbury", "direct"})],
@@ -243,6 +270,7 @@ class ClosedFormFoldIn(
         prior="gaussian",
         prior_strength="auto",
         shrinkage="auto",
+        knn_weight="auto",
         objective="implicit",
         rating_scale=None,
         solver="auto",
@@ -256,6 +284,7 @@ class ClosedFormFoldIn(
         self.prior = prior
         self.prior_strength = prior_strength
         self.shrinkage = shrinkage
+        self.knn_weight = knn_weight
         self.objective = objective
         self.rating_scale = rating_scale
         self.solver = solver
@@ -315,29 +344,43 @@ class ClosedFormFoldIn(
         self.mean_, self.covariance_ = warm_prior(warm)
         implicit = self.objective == "implicit"
         self.item_means_ = item_conditional_means(X, warm) if implicit else None
-        self.prior_strength_, self.shrinkage_, self.auto_report_ = self._choose_prior(X)
+        chosen, self.auto_report_ = self._choose_prior(X)
+        self.prior_strength_, self.shrinkage_, self.knn_weight_ = chosen
+        self.knn_similarity_ = (
+            conditional_neighbors(X, KNN_NEIGHBORS, KNN_POP_DISCOUNT)
+            if self.knn_weight_ > 0
+            else None
+        )
         self._rebuild()
         return self
 
     def _choose_prior(self, X):
-        """``prior_strength_``, ``shrinkage_`` and how they were chosen."""
-        given = {"prior_strength": self.prior_strength, "shrinkage": self.shrinkage}
+        """``(prior_strength_, shrinkage_, knn_weight_)`` and how they were chosen."""
+        names = ("prior_strength", "shrinkage", "knn_weight")
+        given = {k: getattr(self, k) for k in names}
         auto = [k for k, v in given.items() if isinstance(v, str)]
         if not auto:
-            return float(self.prior_strength), float(self.shrinkage), None
+            return tuple(float(given[k]) for k in names), None
         chosen = {k: v for k, v in given.items() if k not in auto}
         if self.objective == "explicit":
-            chosen = {"prior_strength": 1.0, "shrinkage": 0.0, **chosen}
-            report = {"fallback": "explicit ratings: prior_strength 1, shrinkage 0"}
-            return chosen["prior_strength"], chosen["shrinkage"], report
+            chosen = {"prior_strength": 1.0, "shrinkage": 0.0, "knn_weight": 0.0, **chosen}
+            report = {"fallback": "explicit ratings: prior_strength 1, shrinkage 0, knn_weight 0"}
+            return tuple(float(chosen[k]) for k in names), report
         searched = getattr(self.factors_, "auto_report_", None)
+        if auto == ["knn_weight"] and not self._scored_by(searched):
+            # the prior and shrinkage were pinned (a plain fold-in is asked for): no
+            # hold-out refit just for the blend
+            chosen["knn_weight"] = 0.0
+            report = {"fallback": "prior_strength and shrinkage given: knn_weight 0"}
+            return tuple(float(chosen[k]) for k in names), report
         if self._scored_by(searched):
             # the factors' own search scored this very adapter on held-out warm users
-            chosen = {**{k: searched["settings"][k] for k in auto}, **chosen}
+            found = {k: searched["settings"].get(k, 0.0) for k in auto}
+            chosen = {**found, **chosen}
             report = {"source": "factors_.auto_report_", "settings": dict(chosen)}
         else:
             chosen, report = self._measure_prior(X, given, chosen)
-        return float(chosen["prior_strength"]), float(chosen["shrinkage"]), report
+        return tuple(float(chosen[k]) for k in names), report
 
     def _scored_by(self, searched):
         """Whether a factor source's search scored this adapter's settings."""
@@ -357,7 +400,7 @@ class ClosedFormFoldIn(
         from sklearn.base import clone
         from sklearn.frozen import FrozenEstimator
 
-        from .._auto import SHRINKAGES, STRENGTHS, choose_prior, holdout_users
+        from .._auto import KNN_WEIGHTS, SHRINKAGES, STRENGTHS, choose_prior, holdout_users
 
         rng = check_random_state(self.random_state)
         X_fit, X_val = holdout_users(X, random_state=rng)
@@ -369,19 +412,27 @@ class ClosedFormFoldIn(
                 confidence_scale=self.factors_.confidence_scale_,
             )
             factors = FrozenEstimator(source.fit(X_fit))
-        adapter = clone(self).set_params(factors=factors, prior_strength=1.0, shrinkage=0.0)
+        adapter = clone(self).set_params(
+            factors=factors, prior_strength=1.0, shrinkage=0.0, knn_weight=0.0
+        )
         strengths = (
             STRENGTHS
             if given["prior_strength"] == "auto" and self.prior != "none"
             else (fixed.get("prior_strength", 1.0),)
         )
         shrinkages = SHRINKAGES if given["shrinkage"] == "auto" else (fixed["shrinkage"],)
+        weights = KNN_WEIGHTS if given["knn_weight"] == "auto" else (fixed["knn_weight"],)
+        similarity = (
+            conditional_neighbors(X_fit, KNN_NEIGHBORS, KNN_POP_DISCOUNT) if any(weights) else None
+        )
         chosen, report = choose_prior(
             adapter,
             X_fit,
             X_val,
             strengths=strengths,
             shrinkages=shrinkages,
+            knn_weights=weights,
+            similarity=similarity,
             n_jobs=effective_n_jobs(self.n_jobs),
             random_state=int(rng.randint(np.iinfo(np.int32).max)),
         )
@@ -549,6 +600,50 @@ class ClosedFormFoldIn(
         if shrinkage:
             U = shrink_to_support(U, X, self.item_means_, shrinkage)
         return self.factors_.scoring_factors(U, columns)
+
+    def _knn(self, n_items):
+        """The item neighbours, or None: no blend (weight 0, or items added since fit)."""
+        S = getattr(self, "knn_similarity_", None)  # None for models saved before it
+        if S is None or not getattr(self, "knn_weight_", 0.0):
+            return None
+        if S.ndim != 2 or S.shape[0] != S.shape[1] or S.shape[0] > n_items:
+            raise ValueError(
+                f"knn_similarity_ has shape {S.shape}, not square within the {n_items} items: "
+                "the model is corrupt; refit it."
+            )
+        if S.shape[0] < n_items:
+            # items added since fit have no neighbours: the blend would bury them, so
+            # the ranking is the factor model's until a refit
+            return None
+        return pad_square(S, n_items)
+
+    def _topk(self, X, k, columns, seen, exclude):
+        S = self._knn(X.shape[1])
+        if S is None:
+            return super()._topk(X, k, columns, seen, exclude)
+        if columns is not None or exclude is not None:
+            return RecommenderMixin._topk(self, X, k, columns, seen, exclude)
+        U, V = self._scoring_factors(X, None)
+        n_jobs = effective_n_jobs(self.n_jobs)
+        return blended_topk(U, V, X, S, self.knn_weight_, k, n_jobs, seen=seen is not None)
+
+    def _scorer(self, X, columns):
+        S = self._knn(X.shape[1])
+        if S is None:
+            return super()._scorer(X, columns)
+        U, V = self._scoring_factors(X, columns)
+        U = np.ascontiguousarray(U, dtype=np.float32)
+        Vt = np.ascontiguousarray(V.T, dtype=np.float32)
+        S = S if columns is None else S[:, columns].tocsr()
+        B = X.copy()
+        B.data = np.ones_like(B.data, dtype=np.float32)
+        weight = self.knn_weight_
+
+        def score_block(start, stop):
+            knn = np.asarray((B[start:stop] @ S).toarray(), dtype=np.float32)
+            return blend_scores(U[start:stop] @ Vt, knn, weight)
+
+        return score_block
 
     @property
     def item_biases_(self):

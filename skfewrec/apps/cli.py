@@ -10,6 +10,7 @@ traceback (``--traceback`` shows it).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -51,44 +52,177 @@ def _log(args, message):
         print(message, file=sys.stderr, flush=True)
 
 
+# ------------------------------------------------------------------ optional extras
+#: optional module -> what ``pip install`` brings it
+_EXTRAS = {
+    "matplotlib": "'skfewrec[plot]'",
+    "fastapi": "'skfewrec[serve]'",
+    "uvicorn": "'skfewrec[serve]'",
+    "pyarrow": "pyarrow",
+    "pyspark": "'skfewrec[spark]'",
+}
+
+
+def _require(modules, purpose, alternative=""):
+    """Refuse, before any work, a command whose optional ``modules`` are not installed.
+
+    A module counts as missing when it cannot be found (``importlib.util.find_spec``)
+    or was blocked (``sys.modules[name] = None``).
+    """
+    import importlib.util
+
+    missing = []
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    if missing:
+        packages = " ".join(dict.fromkeys(_EXTRAS.get(name, name) for name in missing))
+        raise UsageError(
+            f"{purpose} needs {' and '.join(missing)}, which "
+            f"{'is' if len(missing) == 1 else 'are'} not installed: pip install "
+            f"{packages}{alternative}"
+        )
+
+
 # ------------------------------------------------------------------ reading logs
-def _read_log(path, columns, *, sep=None, header_only=False):
-    """Read the named columns of a CSV/TSV/Parquet interaction log (or its column names)."""
+#: --sep names: a tab is awkward to type in a shell
+_SEPARATORS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|",
+               "space": " ", "whitespace": r"\s+"}  # fmt: skip
+_INPUT_FORMATS = ("csv", "tsv", "parquet", "movielens")
+#: the columns of a MovieLens folder's ratings, whatever its release
+_MOVIELENS_COLUMNS = ("user", "item", "rating", "timestamp")
+
+
+def _separator(text):
+    """``--sep``: a name (tab, comma, ...), an escape (``\\t``) or the character itself."""
+    if text is None:
+        return None
+    return _SEPARATORS.get(text.lower() if len(text) > 1 else text, text)
+
+
+def _input_format(path, fmt):
+    if fmt is not None:
+        return fmt
+    if path.is_dir():
+        return "movielens"
+    name = path.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    # u.data (ml-100k) is a headerless tab-separated file
+    if name.endswith((".tsv", ".tsv.gz", ".tab", ".data")):
+        return "tsv"
+    return "csv"
+
+
+def _looks_like_data(names):
+    """Whether a header line is made of numbers only (a headerless file's first row)."""
+    for name in names:
+        try:
+            float(str(name))
+        except ValueError:
+            return False
+    return bool(names)
+
+
+def _read_log(path, columns, *, sep=None, fmt=None, header=True, names=None,
+              header_only=False):  # fmt: skip
+    """Read the named columns of an interaction log (or its column names).
+
+    ``fmt`` is csv, tsv, parquet or movielens (a folder read by
+    :func:`skfewrec.datasets.load_movielens`, columns user, item, rating,
+    timestamp); None guesses it from the path. A headerless text file
+    (``header=False``) names its columns ``0, 1, 2, ...`` unless ``names`` are given.
+    """
     import pandas as pd
 
     path = Path(path)
     wanted = [c for c in dict.fromkeys(columns) if c is not None]
-    name = path.name.lower()
-    is_parquet = name.endswith((".parquet", ".pq"))
+    fmt = _input_format(path, fmt)
+    if fmt == "movielens":
+        present = list(_MOVIELENS_COLUMNS)
+    elif path.is_dir():
+        raise UsageError(
+            f"{str(path)!r} is a folder: pass a MovieLens folder with --format movielens "
+            "(or no --format), or a log file"
+        )
+    sep = _separator(sep)
     if sep is None:
-        sep = "\t" if any(name.endswith(s) for s in (".tsv", ".tsv.gz", ".tab")) else ","
+        sep = "\t" if fmt == "tsv" else ","
+    if names is not None:
+        header = False
+    read_options = {"sep": sep, "header": 0 if header else None}
+    if fmt == "parquet":
+        _require(["pyarrow"], "reading Parquet")
     try:
-        if is_parquet:
+        if fmt == "parquet":
             import pyarrow.parquet as pq
 
             present = pq.read_schema(path).names
-        else:
-            present = list(pd.read_csv(path, sep=sep, nrows=0).columns)
+        elif fmt != "movielens":
+            first = pd.read_csv(path, nrows=0 if header else 1, **read_options)
+            if names is not None:
+                if len(names) != first.shape[1]:
+                    raise UsageError(
+                        f"--names gives {len(names)} column names but {path.name} has "
+                        f"{first.shape[1]} columns"
+                    )
+                present = list(names)
+            else:
+                present = [str(c) for c in first.columns]
     except (ValueError, OSError, ImportError) as exc:
         raise UsageError(
-            f"cannot read {str(path)!r} as a {'Parquet' if is_parquet else 'CSV'} "
+            f"cannot read {str(path)!r} as a {fmt.upper() if fmt != 'parquet' else 'Parquet'} "
             f"file: {_one_line(exc)}"
         ) from None
     if header_only:
         return present
     missing = [c for c in wanted if c not in present]
     if missing:
+        hint = "Set --user-col, --item-col, --value-col and --time-col to the file's names."
+        if header and fmt in ("csv", "tsv") and _looks_like_data(present):
+            hint = (
+                "Its first line looks like data, not column names: pass --no-header (the "
+                "columns are then 0, 1, 2, ...: e.g. --user-col 0 --item-col 1 --value-col 2) "
+                "or --names user,item,rating,timestamp."
+            )
+        elif len(present) == 1 and fmt in ("csv", "tsv"):
+            hint += " The file has one column: is --sep right (tab: --sep tab)?"
         raise UsageError(
             f"column(s) {', '.join(map(repr, missing))} not found in {path.name}; its columns "
             f"are {', '.join(map(str, present[:12]))}{', ...' if len(present) > 12 else ''}. "
-            "Set --user-col, --item-col, --value-col and --time-col to the file's names."
+            + hint
         )
-    if is_parquet:
+    if fmt == "movielens":
+        from ..datasets import load_movielens
+
+        frame = load_movielens(path).frame.rename(columns={"value": "rating"})
+        return frame[wanted]
+    if fmt == "parquet":
         return pd.read_parquet(path, columns=wanted)
     try:
-        return pd.read_csv(path, sep=sep, usecols=wanted)
+        if header:
+            return pd.read_csv(path, usecols=wanted, **read_options)
+        frame = pd.read_csv(path, names=present, usecols=wanted, **read_options)
+        return frame
     except (ValueError, pd.errors.ParserError) as exc:
         raise ValueError(f"cannot parse {path.name}: {_one_line(exc)}") from None
+
+
+def _read_args_log(args, path, columns, *, header_only=False):
+    """:func:`_read_log` with the command's --sep, --input-format, --no-header, --names."""
+    return _read_log(
+        path,
+        columns,
+        sep=args.sep,
+        fmt=getattr(args, "input_format", None),
+        header=not getattr(args, "no_header", False),
+        names=getattr(args, "names", None),
+        header_only=header_only,
+    )
 
 
 def _one_line(exc):
@@ -224,25 +358,76 @@ def _build_model(kind, factors, args):
 
 
 # ------------------------------------------------------------------ commands
+def _progress_logger(args):
+    """Show the re-ranker's stage messages (logger ``skfewrec.rerank``) unless --quiet."""
+    import logging
+
+    logger = logging.getLogger("skfewrec.rerank")
+    if args.quiet:
+        return contextlib.nullcontext()
+
+    class Show(logging.Handler):
+        def emit(self, record):
+            print(f"  {record.getMessage()}", file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def attached():
+        handler, level = Show(), logger.level
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+    return attached()
+
+
+_WEIGHTINGS = ("none", "log", "bm25", "tfidf")
+
+
+def _weighting(name):
+    """The confidence weighting step of ``--weighting`` (None for "none")."""
+    from ..preprocessing import BM25Weighting, LogConfidence, TFIDFWeighting
+
+    return {"none": None, "log": LogConfidence, "bm25": BM25Weighting, "tfidf": TFIDFWeighting}[
+        name
+    ]
+
+
 def cmd_fit(args):
-    """Fit a model on an interaction log and save it, with its id maps, as a bundle."""
+    """Fit a model on an interaction log and save it, with its data contract, as a bundle.
+
+    The bundle records how the log was read: the columns, the --min-value filter,
+    --binarize, the --duplicates policy and the --weighting step, so ``recommend``,
+    ``serve`` and Spark apply them to new users' raw logs with no flag repeated.
+    """
     from ..persistence import save
+    from ..pipeline import RecommenderPipeline
     from ..preprocessing import InteractionEncoder
 
     t0 = time.perf_counter()
-    df = _read_log(
-        args.log, [args.user_col, args.item_col, args.value_col, args.time_col], sep=args.sep
+    df = _read_args_log(
+        args, args.log, [args.user_col, args.item_col, args.value_col, args.time_col]
     )
-    df = _filter_values(df, args)
+    _check_numeric(df, args.value_col)
+    if args.min_value is not None and args.value_col is None:
+        raise UsageError("--min-value needs the column of values it filters: pass --value-col")
     encoder = InteractionEncoder(
         user_col=args.user_col,
         item_col=args.item_col,
-        # binarised values are event counts: new users' logs need no value column
-        value_col=None if args.binarize else args.value_col,
+        # binarised values without a filter are event counts: new logs need no value column
+        value_col=None if args.binarize and args.min_value is None else args.value_col,
         time_col=args.time_col,
         handle_unknown=args.handle_unknown,
+        min_value=args.min_value,
+        binarize=args.binarize,
+        duplicates=args.duplicates,
     )
     X = encoder.fit_transform(df)
+    if X.nnz == 0:
+        raise ValueError(f"no interaction has {args.value_col} >= {args.min_value}.")
     _log(args, f"read {len(df)} interactions: {X.shape[0]} users x {X.shape[1]} items")
     _check_model_size(args, X.shape)
     model = _build_model(args.model, _factors(args), args)
@@ -250,117 +435,244 @@ def cmd_fit(args):
     if args.model == "rerank" and args.time_col is not None:
         fit_kwargs["timestamps"] = encoder.encode_timestamps(df)[0]
     del df
-    model.fit(X, **fit_kwargs)
+    weighting = _weighting(args.weighting)
+    if weighting is not None:
+        model = RecommenderPipeline([("weighting", weighting()), ("model", model)])
+        fit_kwargs = {f"model__{key}": value for key, value in fit_kwargs.items()}
+    with _progress_logger(args):
+        model.fit(X, **fit_kwargs)
     path = save(model, args.output, encoder=encoder)
-    _log(args, f"fitted {type(model).__name__} in {time.perf_counter() - t0:.1f} s -> {path}")
+    name = type(model).__name__
+    if weighting is not None:
+        name = f"{type(model[-1]).__name__} after {type(model[0]).__name__}"
+    _log(args, f"fitted {name} in {time.perf_counter() - t0:.1f} s -> {path}")
     return 0
+
+
+def _check_numeric(df, value_col):
+    import pandas as pd
+
+    if value_col is not None and not pd.api.types.is_numeric_dtype(df[value_col]):
+        raise ValueError(
+            f"column {value_col!r} must hold numbers (counts, ratings), it has dtype "
+            f"{df[value_col].dtype}; pick another --value-col or omit it to count events."
+        )
+
+
+_OUTPUT_SUFFIXES = {
+    "jsonl": (".jsonl", ".json", ".ndjson"),
+    "parquet": (".parquet", ".pq"),
+}
 
 
 def _output_format(args):
     if args.format is not None:
         return args.format
     name = str(args.output).lower()
-    return "jsonl" if name.endswith((".jsonl", ".json", ".ndjson")) else "csv"
+    for fmt, suffixes in _OUTPUT_SUFFIXES.items():
+        if name.endswith(suffixes):
+            return fmt
+    return "csv"
 
 
-def cmd_recommend(args):
-    """Top-k for new users from their interactions, with the original ids, in chunks."""
+def _catalogue_size(model, encoder):
+    if encoder is not None and hasattr(encoder, "item_ids_"):
+        return int(len(encoder.item_ids_))
+    return int(model.n_features_in_)
+
+
+def _check_cli_k(k, n_items):
+    """``-k`` over the catalogue: Python's error (skfewrec's check_k), as a usage error."""
+    from .._core.validation import check_k
+
+    try:
+        check_k(k, n_items)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _user_chunks(users, chunk_size):
+    """Row positions of ``chunk_size`` users at a time, users in order of first appearance."""
     import numpy as np
     import pandas as pd
 
-    from ._answer import load_bundle, recommend_rows
+    codes, uniques = pd.factorize(users, sort=False, use_na_sentinel=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(0, len(uniques) + chunk_size, chunk_size))
+    for start, lo, hi in zip(range(0, len(uniques), chunk_size), bounds[:-1], bounds[1:]):
+        yield uniques[start : start + chunk_size], order[lo:hi]
 
+
+def cmd_recommend(args):
+    """Top-k for new users from their raw interactions, with the original ids, in chunks.
+
+    The bundle's data contract (the value column, the min-value filter, binarize,
+    the duplicate policy, a weighting step) is applied to the log as at fit time:
+    no flag needs repeating. Users come out in the order they first appear.
+    """
+    import pandas as pd
+
+    from ._answer import load_bundle
+
+    fmt = _output_format(args)
+    if fmt == "parquet":
+        _require(["pyarrow"], "writing Parquet", " (or write CSV or JSON lines: -o NAME.csv)")
     model, encoder = load_bundle(args.bundle)
-    if encoder is None:
-        raise ValueError(
-            f"the bundle {args.bundle} has no id maps; fit it with `skfewrec fit` or save it "
-            "with skfewrec.save(model, path, encoder=encoder) to recommend from raw ids."
-        )
+    encoder = _bundle_encoder(model, encoder, args.bundle)
+    _check_cli_k(args.k, _catalogue_size(model, encoder))
     user_col = args.user_col or encoder.user_col
     item_col = args.item_col or encoder.item_col
     value_col = args.value_col if args.value_col is not None else encoder.value_col
+    min_value = encoder.min_value if args.min_value is None else args.min_value
     if args.no_values:
+        if min_value is not None:
+            raise UsageError(
+                f"the model keeps interactions with {encoder.value_col} >= {min_value} "
+                "(fit --min-value): it needs the value column; drop --no-values"
+            )
         value_col = None
     if args.value_col is None and value_col is not None:
-        present = _read_log(args.log, [user_col, item_col], sep=args.sep, header_only=True)
+        present = _read_args_log(args, args.log, [user_col, item_col], header_only=True)
         if value_col not in present:
             raise UsageError(
                 f"the model was fitted with values from column {value_col!r}, which "
-                f"{Path(args.log).name} lacks; pass --value-col NAME, or --no-values to count "
-                "each event as 1"
+                f"{Path(args.log).name} lacks; pass --value-col NAME"
+                + (", or --no-values to count each event as 1" if min_value is None else "")
             )
-    if args.min_value is not None and value_col is None:
+    if min_value is not None and value_col is None:
         raise UsageError("--min-value needs a value column (--value-col)")
-    df = _read_log(args.log, [user_col, item_col, value_col], sep=args.sep)
-    if args.min_value is not None:
-        df = _filter_values(df, argparse.Namespace(value_col=value_col, min_value=args.min_value))
+    df = _read_args_log(args, args.log, [user_col, item_col, value_col])
+    _check_numeric(df, value_col)
     df[item_col] = _match_id_type(df[item_col], encoder.item_ids_)
-    encoder = encoder.set_params(user_col=user_col, item_col=item_col, value_col=value_col)
+    encoder.set_params(
+        user_col=user_col, item_col=item_col, value_col=value_col, min_value=min_value
+    )
     if args.handle_unknown is not None:
         encoder.set_params(handle_unknown=args.handle_unknown)
-    X, users = encoder.encode(df)
-    del df
-    k = min(args.k, X.shape[1])
     exclude = None
     if args.exclude:
-        exclude = encoder.item_index(_match_id_type(pd.Series(args.exclude), encoder.item_ids_))
-        exclude = exclude[exclude >= 0]
-    fmt = _output_format(args)
-    out = sys.stdout if args.output == "-" else open(args.output, "w", newline="")  # noqa: SIM115
+        exclude = _match_id_type(pd.Series(args.exclude), encoder.item_ids_).tolist()
+    n_users = df[user_col].nunique(dropna=False)
+    writer = _Writer(args.output, fmt)
     n_rows = 0
     try:
         from tqdm import tqdm
 
-        chunks = range(0, X.shape[0], args.chunk_size)
-        bar = tqdm(total=X.shape[0], unit="user", disable=args.quiet, file=sys.stderr)
-        if fmt == "csv":
-            out.write("user,rank,item,score\n")
-        for start in chunks:
-            stop = min(start + args.chunk_size, X.shape[0])
-            ids, scores = recommend_rows(
-                model, X[start:stop], k=k, filter_seen=not args.no_filter_seen, exclude=exclude
+        bar = tqdm(total=n_users, unit="user", disable=args.quiet, file=sys.stderr)
+        for users, rows in _user_chunks(df[user_col].to_numpy(), args.chunk_size):
+            top = recommend_log(
+                model,
+                None if encoder is _first_step(model) else encoder,
+                df.iloc[rows],
+                k=args.k,
+                filter_seen=not args.no_filter_seen,
+                exclude=exclude,
+                user_col="user",
+                item_col="item",
             )
-            n_rows += _write_chunk(out, fmt, users[start:stop], ids, scores, encoder, np)
-            bar.update(stop - start)
+            n_rows += writer.write(top, users)
+            bar.update(len(users))
         bar.close()
     finally:
-        if out is not sys.stdout:
-            out.close()
-    _log(args, f"recommended {k} items to {X.shape[0]} users ({n_rows} rows) -> {args.output}")
+        writer.close()
+    _log(args, f"recommended {args.k} items to {n_users} users ({n_rows} rows) -> {args.output}")
     return 0
 
 
-def _write_chunk(out, fmt, users, ids, scores, encoder, np):
-    valid = ids >= 0
-    if fmt == "csv":
+def recommend_log(*args, **kwargs):
+    """:func:`skfewrec.apps._answer.recommend_log` (imported when first used)."""
+    from ._answer import recommend_log as answer
+
+    return answer(*args, **kwargs)
+
+
+def _first_step(model):
+    steps = getattr(model, "steps", None)
+    return steps[0][1] if steps else None
+
+
+def _bundle_encoder(model, encoder, path):
+    """The bundle's id maps: its encoder, or the first step of its pipeline."""
+    from ..preprocessing import InteractionEncoder
+
+    if encoder is None and isinstance(_first_step(model), InteractionEncoder):
+        encoder = _first_step(model)
+    if encoder is None:
+        raise ValueError(
+            f"the bundle {path} has no id maps; fit it with `skfewrec fit` or save it "
+            "with skfewrec.save(model, path, encoder=encoder) to recommend from raw ids."
+        )
+    return encoder
+
+
+class _Writer:
+    """Recommendation rows to CSV (user,rank,item,score), JSON lines or Parquet, by chunks."""
+
+    def __init__(self, output, fmt):
+        self.fmt = fmt
+        self._parquet = None
+        if fmt == "parquet":
+            if output == "-":
+                raise UsageError("Parquet output needs a file: -o NAME.parquet")
+            self.out = output
+        else:
+            self.out = sys.stdout if output == "-" else open(output, "w", newline="")  # noqa: SIM115
+            if fmt == "csv":
+                self.out.write("user,rank,item,score\n")
+
+    def write(self, top, users):
+        """Write one chunk; ``users`` lists its users in order (JSON lines: one line each)."""
         import pandas as pd
 
-        n, k = ids.shape
-        rows, ranks = np.nonzero(valid)
-        frame = pd.DataFrame(
-            {
-                "user": users[rows],
-                "rank": ranks + 1,
-                "item": encoder.item_ids_[ids[rows, ranks]],
-                "score": scores[rows, ranks],
-            }
-        )
-        frame.to_csv(out, header=False, index=False, float_format="%.6g")
-        return len(frame)
-    raw = encoder.item_ids_
-    lines = []
-    for user, top, top_scores, keep in zip(users.tolist(), ids, scores, valid):
-        lines.append(
-            json.dumps(
-                {
-                    "user": user,
-                    "items": raw[top[keep]].tolist(),
-                    "scores": [round(float(s), 6) for s in top_scores[keep]],
-                }
+        top = top.rename(columns={top.columns[0]: "user"})
+        if self.fmt == "csv":
+            top[["user", "rank", "item", "score"]].to_csv(
+                self.out, header=False, index=False, float_format="%.6g"
             )
-        )
-    out.write("\n".join(lines) + "\n")
-    return len(lines)
+            return len(top)
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(
+                top[["user", "rank", "item", "score"]].astype({"rank": "int32"}),
+                preserve_index=False,
+            )
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.out, table.schema)
+            self._parquet.write_table(table.cast(self._parquet.schema))
+            return len(top)
+        groups = {user: rows for user, rows in top.groupby("user", sort=False)}
+        empty = pd.DataFrame({"item": [], "score": []})
+        lines = []
+        for user in users.tolist():
+            rows = groups.get(user, empty)
+            lines.append(
+                json.dumps(
+                    {
+                        "user": user,
+                        "items": rows["item"].tolist(),
+                        "scores": [round(float(s), 6) for s in rows["score"]],
+                    }
+                )
+            )
+        self.out.write("\n".join(lines) + "\n")
+        return len(lines)
+
+    def close(self):
+        if self._parquet is not None:
+            self._parquet.close()
+        elif self.fmt == "parquet":  # no user at all: an empty file with the columns
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(
+                pa.table({"user": [], "rank": pa.array([], pa.int32()), "item": [],
+                          "score": pa.array([], pa.float32())}),
+                self.out,
+            )  # fmt: skip
+        elif self.out is not sys.stdout:
+            self.out.close()
 
 
 def _evaluation_data(args):
@@ -381,7 +693,7 @@ def _evaluation_data(args):
             n_users=users, n_items=items, random_state=args.random_state
         ).X
     path = Path(spec)
-    if path.is_dir():
+    if path.is_dir() and args.input_format in (None, "movielens"):
         data = load_movielens(path, min_rating=args.min_value, binarize=True)
         return path.name, data.X
     if not path.is_file():
@@ -390,7 +702,7 @@ def _evaluation_data(args):
             "or synthetic[:USERSxITEMS])"
         )
     df = _filter_values(
-        _read_log(path, [args.user_col, args.item_col, args.value_col], sep=args.sep), args
+        _read_args_log(args, path, [args.user_col, args.item_col, args.value_col]), args
     )
     enc = InteractionEncoder(
         user_col=args.user_col, item_col=args.item_col, value_col=args.value_col
@@ -405,6 +717,8 @@ def cmd_evaluate(args):
 
     from ..model_selection import fewshot_curve, train_test_split_users
 
+    if args.plot:
+        _require(["matplotlib"], "the plot", ", or pass --no-plot")
     name, X = _evaluation_data(args)
     _check_model_size(args, X.shape)
     warm, new = train_test_split_users(X, test_size=args.test_size, random_state=args.random_state)
@@ -483,14 +797,8 @@ def cmd_demo(args, extra):
 
 def cmd_serve(args):
     """Serve a bundle over HTTP."""
+    _require(["fastapi", "uvicorn"], "serving")
     from .serve import run
-
-    try:
-        import uvicorn  # noqa: F401
-    except ImportError:
-        raise ImportError(
-            "serving needs fastapi and uvicorn: pip install 'skfewrec[serve]'"
-        ) from None
 
     def announce(url, description):
         _log(
@@ -599,7 +907,14 @@ def _model_options(p):
     )
 
 
-def _column_options(p, *, defaults):
+def _names(text):
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected NAME,NAME,..., got {text!r}")
+    return names
+
+
+def _column_options(p, *, defaults, format_flag="--format"):
     g = p.add_argument_group("columns of the log")
     g.add_argument(
         "--user-col",
@@ -614,7 +929,34 @@ def _column_options(p, *, defaults):
     g.add_argument(
         "--value-col", default=None, help="interaction value column (default: each event counts 1)"
     )
-    g.add_argument("--sep", default=None, help="CSV separator (default: ',' or tab for .tsv)")
+    g.add_argument(
+        format_flag,
+        dest="input_format",
+        choices=_INPUT_FORMATS,
+        default=None,
+        help="format of the log (default: from the name: a folder is a MovieLens release "
+        "read by skfewrec.datasets.load_movielens, with columns user, item, rating, "
+        "timestamp; .parquet; .tsv/.data tab-separated; else CSV)",
+    )
+    g.add_argument(
+        "--sep",
+        default=None,
+        help="field separator of a text log: a character, or tab, comma, semicolon, pipe, "
+        "space, whitespace ('\\t' is a tab too; default: ',' or a tab for .tsv/.data)",
+    )
+    g.add_argument(
+        "--no-header",
+        action="store_true",
+        help="the file has no header line: its columns are named 0, 1, 2, ... "
+        "(e.g. --user-col 0 --item-col 1 --value-col 2)",
+    )
+    g.add_argument(
+        "--names",
+        type=_names,
+        default=None,
+        metavar="NAME,...",
+        help="names of the columns of a headerless file, e.g. user,item,rating,timestamp",
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -662,7 +1004,11 @@ def build_parser():
         help="fit a model on a log, save a bundle",
         description=cmd_fit.__doc__,
     )
-    p.add_argument("log", type=_existing, help="interaction log: CSV, TSV or Parquet")
+    p.add_argument(
+        "log",
+        type=_existing,
+        help="interaction log: CSV, TSV, Parquet, or a MovieLens folder (as evaluate reads)",
+    )
     p.add_argument(
         "-o", "--output", required=True, help="bundle to write: NAME.zip (one file) or a directory"
     )
@@ -676,12 +1022,32 @@ def build_parser():
     )
     p.add_argument("--binarize", action="store_true", help="count every kept interaction as 1")
     p.add_argument(
+        "--duplicates",
+        choices=("sum", "max", "first", "last"),
+        default="sum",
+        help="how repeated (user, item) events combine: their sum, max, or the first/last "
+        "(by --time-col, else file order) (sum)",
+    )
+    p.add_argument(
+        "--weighting",
+        choices=_WEIGHTINGS,
+        default="none",
+        help="confidence weighting before the model, saved with it: log (log1p), bm25 or "
+        "tfidf (none)",
+    )
+    p.add_argument(
         "--handle-unknown",
         choices=("ignore", "error"),
         default="ignore",
         help="what recommend/serve do with item ids the model does not know (ignore)",
     )
-    p.add_argument("--model", choices=_MODELS, default="closed-form", help="closed-form")
+    p.add_argument(
+        "--model",
+        choices=_MODELS,
+        default="closed-form",
+        help="closed-form (the exact fold-in), gradient (meta-learned gradient steps) or "
+        "rerank (a LightGBM re-ranker over closed-form candidates) (closed-form)",
+    )
     _model_options(p)
     p.set_defaults(func=cmd_fit)
 
@@ -693,15 +1059,26 @@ def build_parser():
     )
     p.add_argument("bundle", type=_existing, help="model bundle (from `skfewrec fit`)")
     p.add_argument("log", type=_existing, help="the new users' interactions: CSV/TSV/Parquet")
-    p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
-    p.add_argument("-k", type=_positive_int, default=10, help="items per user (10)")
+    p.add_argument(
+        "-o",
+        "--output",
+        default="-",
+        help="output file: .csv, .jsonl or .parquet (Parquet needs pyarrow; default: stdout)",
+    )
+    p.add_argument(
+        "-k",
+        type=_positive_int,
+        default=10,
+        help="items per user (10); more than the catalogue is an error, as in Python",
+    )
     p.add_argument(
         "--format",
-        choices=("csv", "jsonl"),
+        choices=("csv", "jsonl", "parquet"),
         default=None,
-        help="csv (user,rank,item,score) or jsonl; default from the output name",
+        help="output format: csv (user,rank,item,score), jsonl or parquet; default from the "
+        "output name (users in the order they first appear in the log)",
     )
-    _column_options(p, defaults=None)
+    _column_options(p, defaults=None, format_flag="--input-format")
     p.add_argument(
         "--no-values", action="store_true", help="ignore the value column: every event counts 1"
     )
@@ -747,8 +1124,19 @@ def build_parser():
         nargs="+",
         choices=_EVAL_MODELS,
         default=["most-popular", "closed-form", "closed-form-gaussian"],
+        metavar="MODEL",
+        help="models to compare, any of "
+        + ", ".join(_EVAL_MODELS)
+        + " (most-popular closed-form closed-form-gaussian)",
     )
-    p.add_argument("--n-shots", nargs="+", type=int, default=[1, 3, 5, 10, 20])
+    p.add_argument(
+        "--n-shots",
+        nargs="+",
+        type=_positive_int,
+        default=[1, 3, 5, 10, 20],
+        metavar="N",
+        help="shot counts of the curve: interactions revealed per new user (1 3 5 10 20)",
+    )
     p.add_argument("-k", type=_positive_int, default=20, help="cut-off (20)")
     p.add_argument("--min-query", type=_positive_int, default=5, help="held-out items (5)")
     p.add_argument("--test-size", type=float, default=0.2, help="fraction of new users (0.2)")
@@ -757,7 +1145,13 @@ def build_parser():
     )
     _column_options(p, defaults="user")
     p.add_argument("--plot", default="fewshot_curve.png", help="PNG plot (fewshot_curve.png)")
-    p.add_argument("--no-plot", dest="plot", action="store_const", const=None)
+    p.add_argument(
+        "--no-plot",
+        dest="plot",
+        action="store_const",
+        const=None,
+        help="write no plot (the plot needs matplotlib: pip install 'skfewrec[plot]')",
+    )
     p.add_argument("--csv", default=None, help="also write the curve table as CSV")
     _model_options(p)
     p.set_defaults(func=cmd_evaluate, binarize=True)
@@ -770,6 +1164,10 @@ def build_parser():
         parents=[common],
         help="HTTP scoring service for a bundle",
         description=cmd_serve.__doc__,
+        epilog="Exit codes: 0 stopped (Ctrl-C), 1 failure while running (e.g. a corrupt "
+        "bundle), 2 usage error, 3 the address cannot be listened on (a port in use, a host "
+        "that is not an interface of this machine); nothing is announced before the "
+        "service answers.",
     )
     p.add_argument("bundle", type=_existing, help="model bundle (from `skfewrec fit`)")
     p.add_argument("--host", default="127.0.0.1", help="interface (127.0.0.1)")
@@ -794,9 +1192,16 @@ def build_parser():
         "--max-body-bytes", type=_positive_int, default=1 << 20, help="largest request body (1 MiB)"
     )
     p.add_argument(
-        "--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug")
+        "--log-level",
+        default="warning",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="uvicorn's log level (warning)",
     )
-    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every request on stderr, whatever --log-level (costs throughput)",
+    )
     p.add_argument(
         "--http",
         choices=("auto", "httptools", "h11"),

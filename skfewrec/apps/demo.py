@@ -42,7 +42,8 @@ def run(data=None, *, n_shots=(1, 3, 5, 10, 20), k=20, random_state=0, quiet=Fal
     random_state : int
         Seeds the split, ALS and the support draws.
     quiet : bool
-        Print nothing.
+        Print no progress and no table (``skfewrec demo --quiet`` still prints the
+        table: it calls :func:`print_curve` itself).
 
     Returns
     -------
@@ -83,20 +84,58 @@ def run(data=None, *, n_shots=(1, 3, 5, 10, 20), k=20, random_state=0, quiet=Fal
         frames.append(curve.reset_index().assign(model=model_name))
     result = pd.concat(frames, ignore_index=True)
     if not quiet:
-        for metric in ("ndcg", "recall"):
-            wide = result.pivot(index="model", columns="n_shots", values=metric)
-            print(f"\n{metric.upper()}@{k} on new users, by number of shots:")
-            print(wide.loc[list(models)].round(4).to_string())
+        print_curve(result, k)
     return result
+
+
+def print_curve(result, k=20):
+    """Print the few-shot curve of :func:`run`: NDCG@k and Recall@k by number of shots.
+
+    Parameters
+    ----------
+    result : pandas.DataFrame
+        What :func:`run` returned.
+    k : int, default=20
+        The cut-off the curve was computed at (for the titles).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skfewrec.apps.demo import print_curve
+    >>> curve = pd.DataFrame({"model": ["a", "a"], "n_shots": [1, 3], "ndcg": [0.1, 0.2],
+    ...                       "recall": [0.3, 0.4]})
+    >>> print_curve(curve, k=20)  # doctest: +NORMALIZE_WHITESPACE
+    <BLANKLINE>
+    NDCG@20 on new users, by number of shots:
+    n_shots    1    3
+    model
+    a        0.1  0.2
+    <BLANKLINE>
+    Recall@20 on new users, by number of shots:
+    n_shots    1    3
+    model
+    a        0.3  0.4
+    """
+    models = list(dict.fromkeys(result["model"]))
+    for metric in ("ndcg", "recall"):
+        wide = result.pivot(index="model", columns="n_shots", values=metric)
+        title = "NDCG" if metric == "ndcg" else "Recall"
+        print(f"\n{title}@{k} on new users, by number of shots:")
+        print(wide.loc[models].round(4).to_string())
 
 
 def main(argv=None):
     """Command-line entry of the demo."""
     parser = argparse.ArgumentParser(prog="skfewrec demo", description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=None, help="a MovieLens folder (default: synthetic)")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress: print only the result table"
+    )
     args = parser.parse_args(argv)
-    run(args.data, quiet=args.quiet)
+    if args.quiet:
+        print_curve(run(args.data, quiet=True))
+    else:
+        run(args.data)
     return 0
 
 

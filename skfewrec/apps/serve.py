@@ -38,6 +38,7 @@ answer of ``recommend`` for the same interactions, ``k``, ``exclude`` and
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -46,10 +47,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
-from .._core.validation import MAX_INTERACTION_VALUE
-from ._answer import load_bundle, recommend_each
+from .._core.validation import MAX_INTERACTION_VALUE, check_k
+from ._answer import load_bundle
 
 _logger = logging.getLogger("skfewrec.serve")
 
@@ -173,14 +175,22 @@ def _is_int_text(value):
 
 
 class Scorer:
-    """Turns parsed requests into recommendations with one batched model call.
+    """Turns parsed requests into recommendations through the one door, ``recommend_log``.
+
+    Each batch of requests becomes one log (one pseudo-user per request, the
+    request's items and values as its events) and goes through
+    :func:`skfewrec.apps._answer.recommend_log`, as in Python and the CLI: the
+    model's data contract (value filter, duplicate policy, binarisation, weighting
+    steps) applies to requests exactly as to a log.
 
     Parameters
     ----------
-    estimator : fitted recommender
-        Anything with ``recommend(X, k, *, filter_seen, exclude)`` and ``n_features_in_``.
+    estimator : fitted recommender or Pipeline
+        Anything with ``recommend(X, k, *, filter_seen, exclude)``, or a pipeline
+        ending in one (possibly starting with the InteractionEncoder).
     encoder : InteractionEncoder, default=None
-        The id maps (from the bundle); None: items are column indices.
+        The id maps (from the bundle); None: the pipeline's first step when it is
+        an encoder, else items are column indices.
     max_k, max_shots : int
         Limits of a request (see :func:`create_app`).
 
@@ -198,11 +208,44 @@ class Scorer:
     """
 
     def __init__(self, estimator, *, encoder=None, max_k, max_shots):
+        from ..preprocessing import InteractionEncoder
+
+        steps = getattr(estimator, "steps", None)
+        if steps and isinstance(steps[0][1], InteractionEncoder):
+            # the pipeline's own id maps; the rest of it is the model
+            if encoder is None:
+                encoder = steps[0][1]
+            estimator = estimator[1:] if len(steps) > 2 else steps[-1][1]
         self.estimator = estimator
-        self.n_items = int(estimator.n_features_in_)
-        self.items = ItemMap(self.n_items, encoder)
         self.max_k = max_k
         self.max_shots = max_shots
+        n_items = len(encoder.item_ids_) if encoder is not None else estimator.n_features_in_
+        self.items = ItemMap(int(n_items), encoder)
+
+    @property
+    def items(self):
+        """The id maps of the requests (:class:`ItemMap`); setting them (new items added
+        to the served model) also sets the catalogue size and the log's encoder."""
+        return self._items
+
+    @items.setter
+    def items(self, items):
+        from ..preprocessing import InteractionEncoder
+
+        self._items = items
+        self.n_items = items.n_items
+        encoder = items.encoder
+        if encoder is None:  # column indices: an encoder whose raw ids are the indices
+            encoder = InteractionEncoder(value_col="value", handle_unknown="ignore").fit(
+                pd.DataFrame({"user": 0, "item": np.arange(self.n_items), "value": np.float32(1)})
+            )
+        if encoder.value_col is None:
+            # a model of event counts: a request's values weigh its items (1 each by default)
+            encoder = copy.copy(encoder).set_params(value_col="value")
+        self.encoder = encoder
+        self._item_ids = encoder.item_ids_
+        # a request without values: every item is a kept interaction (it passes min_value)
+        self._default_value = max(1.0, float(encoder.min_value or 0))
 
     def parse(self, body, where="body"):
         """Check one user's request (a dict from JSON) and map its ids; raises RequestError."""
@@ -229,7 +272,7 @@ class Scorer:
         _check_ids(items, f"{where}.items")
         values = body.get("values")
         if values is None:
-            values = np.ones(len(items), dtype=np.float32)
+            values = np.full(len(items), self._default_value, dtype=np.float32)
         else:
             if not isinstance(values, list) or len(values) != len(items):
                 raise RequestError(
@@ -257,10 +300,10 @@ class Scorer:
             raise RequestError(
                 f"{where}.k={k} is larger than this service's limit of {self.max_k} (--max-k)."
             )
-        if k > self.n_items:
-            raise RequestError(
-                f"{where}.k={k} is larger than the catalogue ({self.n_items} items)."
-            )
+        try:  # the library's one policy: k over the catalogue is an error, never clamped
+            check_k(k, self.n_items, name=f"{where}.k")
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
         exclude = body.get("exclude") or []
         if not isinstance(exclude, list):
             raise RequestError(f"{where}.exclude must be a list of item ids.")
@@ -292,30 +335,76 @@ class Scorer:
         }
 
     def score(self, users):
-        """Recommendations for parsed users: one batched ``recommend`` per distinct option set."""
+        """Recommendations for parsed users: one ``recommend_log`` per distinct option set."""
+        groups = {}
+        for row, user in enumerate(users):
+            key = (user["k"], user["filter_seen"], tuple(user["exclude"].tolist()))
+            groups.setdefault(key, []).append(row)
+        answers = [None] * len(users)
+        for (k, filter_seen, exclude), rows in groups.items():
+            for row, answer in zip(rows, self._score_group([users[r] for r in rows], k,
+                                                            filter_seen, exclude)):  # fmt: skip
+                answers[row] = {**answer, "unknown": users[row]["unknown"]}
+        return answers
+
+    def _score_group(self, users, k, filter_seen, exclude):
+        """``recommend_log`` for users sharing their options; (items, scores) per user."""
+        from ._answer import recommend_log
+
+        enc = self.encoder
+        deny = np.asarray(exclude, dtype=np.int64) if exclude else None
+        exclude = None if deny is None else self._item_ids[deny]
         lengths = np.array([u["indices"].size for u in users])
-        indptr = np.zeros(len(users) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        X = sp.csr_matrix(
-            (
-                np.concatenate([u["values"] for u in users]),
-                np.concatenate([u["indices"] for u in users]),
-                indptr,
-            ),
-            shape=(len(users), self.n_items),
-            dtype=np.float32,
-        )
-        X.sum_duplicates()
-        X.eliminate_zeros()
-        answers = recommend_each(self.estimator, X, users)
-        return [
-            {
-                "items": self.items.raw(top.tolist()),
-                "scores": top_scores.tolist(),
-                "unknown": user["unknown"],
-            }
-            for user, (top, top_scores) in zip(users, answers)
-        ]
+        answers = [{"items": [], "scores": []} for _ in users]
+        present = np.flatnonzero(lengths > 0)
+        if present.size:
+            indices = np.concatenate([users[i]["indices"] for i in present])
+            log = pd.DataFrame(
+                {
+                    enc.user_col: np.repeat(present, lengths[present]),
+                    enc.item_col: self._item_ids[indices],
+                    enc.value_col: np.concatenate([users[i]["values"] for i in present]),
+                }
+            )
+            top = recommend_log(
+                self.estimator,
+                enc,
+                log,
+                k=k,
+                filter_seen=filter_seen,
+                exclude=exclude,
+                user_col="user",
+                item_col="item",
+            )
+            owner = top["user"].to_numpy()
+            bounds = np.searchsorted(owner, np.r_[present, present[-1] + 1])
+            items, scores = top["item"].tolist(), top["score"].tolist()
+            for i, lo, hi in zip(present, bounds[:-1], bounds[1:]):
+                answers[i] = {"items": items[lo:hi], "scores": scores[lo:hi]}
+        empty = np.flatnonzero(lengths == 0)
+        if empty.size:  # no known interaction: the model's answer for an empty row
+            for i, answer in zip(empty, self._score_empty(empty.size, k, filter_seen, deny)):
+                answers[i] = answer
+        return answers
+
+    def _score_empty(self, n_users, k, filter_seen, deny):
+        """What ``recommend_log`` answers a user whose log holds no known interaction."""
+        from ._answer import _split_model, recommend_rows
+
+        _, transformers, recommender = _split_model(self.estimator, self.encoder)
+        X = sp.csr_matrix((n_users, self.n_items), dtype=np.float32)
+        Xt = X if transformers is None else transformers.transform(X)
+        ids, scores = recommend_rows(recommender, Xt, k=k, filter_seen=filter_seen, exclude=deny)
+        out = []
+        for top, top_scores in zip(ids, scores):
+            keep = top >= 0
+            out.append(
+                {
+                    "items": self._item_ids[top[keep]].tolist(),
+                    "scores": top_scores[keep].astype(np.float32).tolist(),
+                }
+            )
+        return out
 
 
 def _check_ids(ids, where):
@@ -460,7 +549,13 @@ def create_app(model, *, encoder=None, **limits):
     limits = _check_limits(limits)
     if isinstance(model, str | os.PathLike):
         model, encoder = load_bundle(model)
-    if not hasattr(model, "recommend") or not hasattr(model, "n_features_in_"):
+    if getattr(model, "steps", None):  # a Pipeline ending in a recommender recommends
+        from ..pipeline import as_recommender_pipeline
+
+        model = as_recommender_pipeline(model)
+    if not hasattr(model, "recommend") or not (
+        hasattr(model, "n_features_in_") or getattr(model, "steps", None)
+    ):
         raise TypeError(
             f"model must be a bundle path or a fitted skfewrec recommender, got "
             f"{type(model).__name__}."
@@ -582,9 +677,132 @@ def create_app(model, *, encoder=None, **limits):
     add_items = _add_items_endpoint(scorer, batcher, description, limits, read_json, answer)
     app.router.routes.append(Route("/items", guarded(add_items), methods=["POST"]))
 
+    _document_routes(app)
     # a first call pays for lazy imports and thread-pool discovery, not the first user
     scorer.score([scorer.parse({"items": [], "k": 1})])
     return app
+
+
+def _openapi_models():
+    """The pydantic models of the scoring endpoints, for the OpenAPI schema only.
+
+    The endpoints parse their bodies themselves (the messages and status codes of
+    bad requests are the service's own); these models describe the same fields.
+    """
+    from typing import Annotated
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    ItemId = int | str
+
+    class RecommendRequest(BaseModel):
+        """One new user: their interactions (raw item ids) and the options of the answer."""
+
+        model_config = ConfigDict(extra="forbid")
+        items: list[ItemId] = Field(description="the user's item ids (the shots), raw ids")
+        values: list[Annotated[float, Field(ge=0, le=MAX_INTERACTION_VALUE)]] | None = Field(
+            None,
+            description="one value per item (ratings, counts); the model's data contract "
+            "(filters, binarisation, duplicates) applies as at fit time; default: 1 each",
+        )
+        k: int = Field(
+            10, ge=1, description="items to recommend, at most --max-k and the catalogue"
+        )
+        exclude: list[ItemId] | None = Field(None, description="item ids never to recommend")
+        filter_seen: bool = Field(True, description="never recommend the user's own items")
+
+    class RecommendResponse(BaseModel):
+        """The top-k of one user, best first."""
+
+        items: list[ItemId] = Field(description="recommended raw item ids, best first")
+        scores: list[float] = Field(description="the score of each recommended item")
+        unknown: list[ItemId] = Field(description="request items the model does not know")
+
+    class BatchRequest(BaseModel):
+        """Several users, scored in one call."""
+
+        model_config = ConfigDict(extra="forbid")
+        users: list[RecommendRequest] = Field(min_length=1, description="at most --max-batch")
+
+    class BatchResponse(BaseModel):
+        """One answer per user, in the order of the request."""
+
+        results: list[RecommendResponse]
+
+    class ErrorResponse(BaseModel):
+        """A refused request or a failed model: what was wrong and how to fix it."""
+
+        detail: str
+
+    return RecommendRequest, RecommendResponse, BatchRequest, BatchResponse, ErrorResponse
+
+
+#: (path, summary, request model, answer model) of each route parsed by hand; the
+#: models are names returned by :func:`_openapi_models`
+_DOCUMENTED_ROUTES = [
+    ("/recommend", "Top-k for one new user", "RecommendRequest", "RecommendResponse"),
+    ("/recommend/batch", "Top-k for several new users", "BatchRequest", "BatchResponse"),
+]
+
+_ERROR_STATUSES = {
+    "400": "Malformed JSON, or a number JSON cannot hold",
+    "413": "A body, a number of shots or a batch over the service's limits",
+    "422": "Wrong types or values, k over the limit or the catalogue, unknown ids "
+    "under the 'error' policy",
+    "500": "The model failed on this request",
+}
+
+
+def _document_routes(app):
+    """Add the hand-parsed routes, with their request and answer models, to the
+    app's OpenAPI schema (``GET /openapi.json``, the ``/docs`` page)."""
+    models = {model.__name__: model for model in _openapi_models()}
+    default = app.openapi
+
+    def openapi():
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = default()
+        app.openapi_schema = None  # rebuilt below with the hand-parsed routes
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, model in models.items():
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[name] = body
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        for path, summary, request, response in _DOCUMENTED_ROUTES:
+            schema.setdefault("paths", {})[path] = {
+                "post": {
+                    "summary": summary,
+                    "operationId": path.strip("/").replace("/", "_") + "_post",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": f"#/components/schemas/{request}"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The recommendations",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": f"#/components/schemas/{response}"}
+                                }
+                            },
+                        },
+                        **{
+                            status: {"description": text, "content": error}
+                            for status, text in _ERROR_STATUSES.items()
+                        },
+                    },
+                }
+            }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
 
 
 def _warm_users(estimator):
@@ -887,7 +1105,12 @@ def run(
     app = create_app(model, encoder=encoder, **limits)  # a bad bundle or limit fails here
     description = app.state.description
     sock = listen(host, port)
-    options = {"http": http, "log_level": log_level, "access_log": access_log}
+    options = {
+        "http": http,
+        "log_config": _log_config(log_level, access_log),
+        "log_level": None,  # set by the log config: the access log keeps its own level
+        "access_log": access_log,
+    }
     try:
         if workers > 1:
             from uvicorn.supervisors import Multiprocess
@@ -912,6 +1135,21 @@ def run(
             server.run(sockets=[sock])
     finally:
         sock.close()
+
+
+def _log_config(log_level, access_log):
+    """uvicorn's logging configuration at ``log_level``, with the access log (a record
+    per request, at level info) shown whenever ``access_log`` is on."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    level = str(log_level).upper()
+    config["loggers"]["uvicorn"]["level"] = level
+    config["loggers"]["uvicorn.error"]["level"] = level
+    config["loggers"]["uvicorn.access"]["level"] = "INFO" if access_log else level
+    return config
 
 
 def _freeze_heap():

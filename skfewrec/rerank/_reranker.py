@@ -1,5 +1,7 @@
 """LightGBMReranker: two-stage few-shot recommendation as one scikit-learn estimator."""
 
+import logging
+import time
 import warnings
 from numbers import Integral, Real
 
@@ -19,6 +21,9 @@ from ..base import DerivedCachesMixin, RecommenderMixin, SparseInputMixin, valid
 from ._features import FeatureBuilder
 from ._tables import UserTable, encode_item_table
 from ._warm import RECENT_FRACTION, warm_statistics
+
+#: stage messages of ``fit`` (info level; ``skfewrec fit --model rerank`` shows them)
+_logger = logging.getLogger("skfewrec.rerank")
 
 #: users whose features are built and scored at once while re-ranking
 _USERS_PER_BLOCK = 2048
@@ -312,6 +317,7 @@ class LightGBMReranker(DerivedCachesMixin, SparseInputMixin, RecommenderMixin, B
         template = self._candidate_template()
         if not has_auto(template):
             return template
+        _logger.info("candidate adapter: choosing its 'auto' settings on %d warm users", X.shape[0])
         return fix_auto_settings(template, clone(template).fit(X))
 
     def _warn_if_frozen(self):
@@ -398,8 +404,17 @@ class LightGBMReranker(DerivedCachesMixin, SparseInputMixin, RecommenderMixin, B
             n_val = int(round(self.validation_fraction * n_users))
             if n_val >= 1:
                 in_validation[rng.choice(n_users, n_val, replace=False)] = True
+        start = time.perf_counter()
+        _logger.info(
+            "LightGBM: training the ranker on %d episodes (at most %d trees)...",
+            sum(part[3].size for part in parts),
+            self.n_estimators,
+        )
         self._train_ranker(parts, in_validation, builder, rng, n_users, n_items)
-
+        _logger.info(
+            "LightGBM: %d trees in %.1f s", self.best_iteration_, time.perf_counter() - start
+        )
+        _logger.info("candidate adapter: final fit on all %d warm users", n_users)
         self.candidates_ = self._fit_adapter(X)
         del self._fixed_template
         self.warm_statistics_ = warm_statistics(X, times=times, recent_threshold=threshold)
@@ -451,6 +466,13 @@ class LightGBMReranker(DerivedCachesMixin, SparseInputMixin, RecommenderMixin, B
         for k in range(self.cv):
             test = np.flatnonzero(fold == k)
             train = np.flatnonzero(fold != k)
+            _logger.info(
+                "fold %d/%d: candidate adapter on %d users, episodes of %d",
+                k + 1,
+                self.cv,
+                train.size,
+                test.size,
+            )
             adapter = self._fit_adapter(X[train])
             stats = warm_statistics(
                 X[train],
