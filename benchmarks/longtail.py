@@ -12,8 +12,10 @@ equal interaction share, head first).
 
 Models: ``als`` (``ClosedFormFoldIn`` on ``ALSFactors(64, regularization=1,
 confidence_scale=10)``), the same wrapped in ``PopularityPenalty`` at several strengths
-(the trade-off curve), and the baselines ``MostPopular``, ``ItemKNN`` and ``EASE``
-(MovieLens only: its dense item x item matrix does not fit for Gowalla's 41k items).
+(the trade-off curve) and at its default ``strength="auto"`` (chosen at fit time on
+held-out training users, within ``--tolerance`` of strength 0's NDCG), and the
+baselines ``MostPopular``, ``ItemKNN`` and ``EASE`` (MovieLens only: its dense item x
+item matrix does not fit for Gowalla's 41k items).
 Gowalla's evaluated users are a seeded sample of ``--max-users``.
 
 Usage::
@@ -95,12 +97,17 @@ def run_seed(X, T, seed, args):
     als = ClosedFormFoldIn(
         ALSFactors(
             64, regularization=1.0, confidence_scale=10.0, max_iter=args.max_iter, random_state=seed
-        )
+        ),
+        random_state=seed,  # its "auto" prior and shrinkage hold users out at random
     )
     out = {}
-    knob = PopularityPenalty(als, strength=0.0, random_state=seed).fit(X_train)
+    knob = PopularityPenalty(als, tolerance=args.tolerance, random_state=seed).fit(X_train)
+    out["als_penalty_auto"] = measure(knob, S, Q, popularity, n_train, args.k)
+    chosen = knob.strength_
+    out["als_penalty_auto"]["strength"] = chosen
+    print(f"seed {seed}: auto chose strength {chosen} in {knob.auto_report_['seconds']:.1f} s")
     for strength in STRENGTHS:
-        knob.strength = strength  # the calibration does not depend on the strength
+        knob.strength_ = strength  # the calibration does not depend on the strength
         out[f"als_penalty_{strength}"] = measure(knob, S, Q, popularity, n_train, args.k)
     baselines = {"most_popular": MostPopular(), "item_knn": ItemKNN()}
     if X.shape[1] <= 20_000:
@@ -120,6 +127,7 @@ def main(argv=None):
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--max-iter", type=int, default=15)
     parser.add_argument("--max-users", type=int, default=3000)
+    parser.add_argument("--tolerance", type=float, default=0.02)
     args = parser.parse_args(argv)
     X, T, _ = load(args.data)
     name = args.data.rstrip("/").split("/")[-1]
@@ -137,12 +145,15 @@ def main(argv=None):
         for m in models
     ]
     print_table(rows, ["model", *METRICS])
+    summary["als_penalty_auto"]["strength"] = mean_se(
+        [per_seed[s]["als_penalty_auto"]["strength"] for s in args.seeds]
+    )
     plain = summary["als_penalty_0.0"]["ndcg"]["mean"]
     best = max(
         (m for m in models if not m.startswith("als")), key=lambda m: summary[m]["ndcg"]["mean"]
     )
     print(f"best baseline by NDCG: {best}; NDCG of each strength relative to strength 0:")
-    for s in STRENGTHS:
+    for s in (*STRENGTHS, "auto"):
         r = summary[f"als_penalty_{s}"]
         ref = summary[best]
         print(
@@ -175,6 +186,8 @@ def main(argv=None):
         ax.plot(xs, ys, "o-", label="ALS + PopularityPenalty")
         for s, x, y in zip(STRENGTHS, xs, ys):
             ax.annotate(str(s), (x, y), fontsize=7)
+        auto = summary["als_penalty_auto"]
+        ax.plot(auto[key]["mean"], auto["ndcg"]["mean"], "*", ms=12, label='strength="auto"')
         for m in models:
             if not m.startswith("als"):
                 ax.plot(summary[m][key]["mean"], summary[m]["ndcg"]["mean"], "s", label=m)

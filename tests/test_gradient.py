@@ -427,8 +427,8 @@ def test_on_ml100k_gradient_steps_beat_the_plain_closed_form_for_one_shot(ml100k
     warm, new = train_test_split_users(X, test_size=0.2, random_state=0)
     als = ALSFactors(32, regularization=1.0, confidence_scale=2.0, random_state=0).fit(warm)
     factors = FrozenEstimator(als)
-    # the plain closed form: no prior, no support shrinkage (the defaults have both)
-    closed = ClosedFormFoldIn(factors, prior="none", shrinkage=0.0).fit(warm)
+    # the plain closed form: no prior, no support shrinkage, no item-kNN blend
+    closed = ClosedFormFoldIn(factors, prior="none", shrinkage=0.0, knn_weight=0.0).fit(warm)
     gradient = GradientFoldIn(factors, random_state=0).fit(warm)
     kw = dict(n_shots=(1, 3), k=20, metrics=("ndcg",))
     base = fewshot_curve(closed, new, **kw)["ndcg"]

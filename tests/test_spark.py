@@ -373,7 +373,9 @@ def test_ml100k_spark_users_get_spark_recommendations(spark, ml100k_path):
     model = als.fit(df)
     factors, item_ids = factors_from_spark(model)
     X, users = interactions_from_spark(df, value_col="rating", item_ids=item_ids)
-    rec = ClosedFormFoldIn(FrozenEstimator(factors), prior="none", shrinkage=0.0).fit(X)
+    rec = ClosedFormFoldIn(
+        FrozenEstimator(factors), prior="none", shrinkage=0.0, knn_weight=0.0
+    ).fit(X)
     pick = np.sort(np.random.default_rng(0).choice(len(users), 200, replace=False))
     ids, _ = rec.recommend(X[pick], k=20, filter_seen=False)
     subset = spark.createDataFrame(pa.table({"user": pa.array(users[pick], pa.int32())}))

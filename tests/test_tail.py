@@ -172,3 +172,117 @@ def test_a_loaded_knob_takes_new_items_like_the_original(knob_data, tmp_path):
     loaded.add_items(X[:, 100:])
     np.testing.assert_allclose(loaded.penalty_, knob.penalty_)
     np.testing.assert_array_equal(loaded.recommend(X, k=10)[0], knob.recommend(X, k=10)[0])
+
+
+def _cliff_data(n_cold, n_users=1200, n_head=30, n_tail=60):
+    """Every user takes all head items and one tail item; ``n_cold`` items nobody takes.
+
+    The held-out queries are then mostly head items, and MostPopular ranks the head
+    first: NDCG stays flat under the penalty until the first non-head item overtakes
+    the head (the "cliff"), then collapses. The right "auto" strength is the largest
+    grid point below the cliff.
+    """
+    rows = np.repeat(np.arange(n_users), n_head + 1)
+    cols = np.column_stack(
+        [np.tile(np.arange(n_head), (n_users, 1)), n_head + np.arange(n_users) % n_tail]
+    ).ravel()
+    shape = (n_users, n_head + n_tail + n_cold)
+    return sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=shape), n_head
+
+
+@pytest.mark.parametrize("n_cold", [1, 10])
+def test_auto_picks_the_largest_strength_below_the_known_cliff(n_cold):
+    from skfewrec import MostPopular
+    from skfewrec.tail import AUTO_STRENGTHS
+
+    X, n_head = _cliff_data(n_cold)
+    knob = PopularityPenalty(MostPopular(), random_state=0).fit(X)
+    scores, penalty = knob.recommender_.item_popularity_, knob.penalty_
+    cliff = np.min((scores[0] - scores[n_head:]) / (penalty[0] - penalty[n_head:]))
+    below = [s for s in AUTO_STRENGTHS if s < cliff]
+    assert knob.strength_ == below[-1] > 0
+    report = knob.auto_report_
+    assert report["chosen"] == knob.strength_ and report["tolerance"] == 0.02
+    ratio = np.array(report["ratio"])
+    assert ratio[report["strengths"].index(knob.strength_)] >= 0.98
+    assert np.all(ratio[np.array(report["strengths"]) > cliff] < 0.98)
+    # the penalty at the chosen strength moves exposure; past the cliff the lists are tail
+    ids = knob.recommend(X, k=5, filter_seen=False)[0]
+    assert np.all(ids < n_head)
+
+
+def test_auto_tolerance_trades_more_accuracy_for_more_tail():
+    from skfewrec import MostPopular
+
+    X, _ = _cliff_data(1)
+    strict = PopularityPenalty(MostPopular(), tolerance=0.0, random_state=0).fit(X)
+    loose = PopularityPenalty(MostPopular(), tolerance=0.2, random_state=0).fit(X)
+    assert strict.strength_ < loose.strength_
+    # both searches scored the same episodes
+    assert strict.auto_report_["ndcg"] == loose.auto_report_["ndcg"]
+    pop = item_popularity(X)
+    shares = [tail_share(m.recommend(X, k=10, filter_seen=False)[0], pop) for m in (strict, loose)]
+    assert shares[0] < shares[1]
+
+
+def test_auto_is_deterministic_and_an_explicit_strength_wins(knob_data):
+    X, base = knob_data
+    a = PopularityPenalty(base, random_state=0).fit(X)
+    b = PopularityPenalty(base, random_state=0).fit(X)
+    assert a.strength_ == b.strength_ and a.auto_report_["ndcg"] == b.auto_report_["ndcg"]
+    np.testing.assert_array_equal(a.recommend(X, k=10)[0], b.recommend(X, k=10)[0])
+    fixed = PopularityPenalty(base, strength=0.3, random_state=0).fit(X)
+    assert fixed.strength_ == 0.3 and fixed.auto_report_ is None
+    # "auto" ranks exactly as its chosen strength given explicitly
+    same = PopularityPenalty(base, strength=a.strength_, random_state=0).fit(X)
+    np.testing.assert_array_equal(same.recommend(X, k=10)[0], a.recommend(X, k=10)[0])
+
+
+def test_auto_falls_back_to_zero_on_too_few_users():
+    from skfewrec import MostPopular
+
+    X = sp.csr_matrix((np.random.default_rng(0).random((20, 15)) < 0.4).astype(float))
+    knob = PopularityPenalty(MostPopular(), random_state=0).fit(X)
+    assert knob.strength_ == 0.0 and "fallback" in knob.auto_report_
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"strength": "max"}, "strength"),
+        ({"strength": -1.0}, "strength"),
+        ({"tolerance": 1.0}, "tolerance"),
+    ],
+)
+def test_bad_knob_settings_name_the_parameter(params, match):
+    from skfewrec import MostPopular
+
+    with pytest.raises(ValueError, match=match):
+        PopularityPenalty(MostPopular(), **params).fit(np.eye(5))
+
+
+def test_an_auto_knob_round_trips_and_a_crafted_one_is_refused(knob_data, tmp_path):
+    import skfewrec
+    from skfewrec.persistence import BundleError
+
+    X, base = knob_data
+    knob = PopularityPenalty(base, random_state=0).fit(X)
+    skfewrec.save(knob, tmp_path / "knob")
+    loaded = skfewrec.load(tmp_path / "knob")
+    assert loaded.strength == "auto" and loaded.strength_ == knob.strength_
+    assert loaded.auto_report_ == knob.auto_report_
+    np.testing.assert_array_equal(loaded.recommend(X, k=10)[0], knob.recommend(X, k=10)[0])
+    for name, value in (("strength_", float("nan")), ("penalty_", knob.penalty_[:-1])):
+        bad = clone(knob)
+        bad.__dict__.update(knob.__dict__)
+        setattr(bad, name, value)
+        skfewrec.save(bad, tmp_path / name)
+        with pytest.raises(BundleError, match=name):
+            skfewrec.load(tmp_path / name)
+
+
+def test_the_default_recommender_and_its_auto_settings_are_seeded():
+    # an unseeded adapter holds out a random slice for its own "auto" prior and
+    # shrinkage, so the knob's choice (made on top of it) would vary between fits
+    rec = PopularityPenalty(random_state=3)._template()
+    assert rec.random_state == 3 and rec.factors.random_state == 3

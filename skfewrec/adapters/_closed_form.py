@@ -621,7 +621,9 @@ class ClosedFormFoldIn(
         S = self._knn(X.shape[1])
         if S is None:
             return super()._topk(X, k, columns, seen, exclude)
-        if columns is not None or exclude is not None:
+        if columns is not None or exclude is not None or not _same_pattern(seen, X):
+            # the blended kernel filters X's own items only: a wider seen matrix (the raw
+            # log's items under a data contract) goes through the generic top-k
             return RecommenderMixin._topk(self, X, k, columns, seen, exclude)
         U, V = self._scoring_factors(X, None)
         n_jobs = effective_n_jobs(self.n_jobs)
@@ -685,3 +687,16 @@ class ClosedFormFoldIn(
         """
         X = self._validate_users(X)
         return self._user_vectors(X)
+
+
+def _same_pattern(seen, X):
+    """True when ``seen`` is None or marks exactly X's stored cells."""
+    return (
+        seen is None
+        or seen is X
+        or (
+            seen.shape == X.shape
+            and np.array_equal(seen.indptr, X.indptr)
+            and np.array_equal(seen.indices, X.indices)
+        )
+    )

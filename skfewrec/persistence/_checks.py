@@ -41,6 +41,7 @@ PER_ITEM_AXES = {
     "item_biases_": (0,),
     "item_counts_": (0,),
     "item_popularity_": (0,),
+    "penalty_": (0,),
     "item_time_": (0,),
     "item_side_": (0,),
     "recent_item_counts_": (0,),
