@@ -13,21 +13,6 @@ from skfewrec._core.compat import Interval, _fit_context
 from skfewrec.base import RecommenderMixin, validate_interactions
 
 
-def top_k_per_row(S, k):
-    """Keep the ``k`` largest entries of each row of a CSR matrix (vectorised)."""
-    S = sp.csr_matrix(S)
-    rows = np.repeat(np.arange(S.shape[0]), np.diff(S.indptr))
-    # one float64 sort key (row, then value descending): much faster than lexsort
-    top = np.maximum(np.abs(S).max(axis=1).toarray().ravel(), 1e-30)
-    order = np.argsort(rows + 0.5 * (1.0 - S.data / top[rows]))
-    rank = np.empty(S.nnz, dtype=np.int64)
-    rank[order] = np.arange(S.nnz) - S.indptr[rows[order]]
-    keep = rank < k
-    out = sp.csr_matrix((S.data[keep], (rows[keep], S.indices[keep])), shape=S.shape)
-    out.sort_indices()
-    return out
-
-
 class ConditionalKNN(RecommenderMixin, BaseEstimator):
     """Item-kNN with the conditional-probability similarity of Deshpande & Karypis (2004).
 
