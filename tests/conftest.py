@@ -8,6 +8,8 @@ but in CI the same skip would turn a broken setup green.
 
 import os
 import re
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +88,39 @@ def small_interactions():
     dense = (rng.random((n_users, n_items)) < prob) * rng.integers(1, 4, size=(n_users, n_items))
     dense[np.arange(n_users), rng.integers(n_items, size=n_users)] += 1
     return sp.csr_matrix(dense.astype(np.float32))
+
+
+def _java_missing():
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").exists():
+        return None
+    if shutil.which("java"):
+        return None
+    return "Java is not installed (no java on PATH, no JAVA_HOME): Spark cannot start"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark (``local[2]``) for every Spark test of the session; skipped, with
+    the reason, where pyspark, pyarrow or Java is missing."""
+    pytest.importorskip("pyspark", reason="pyspark is not installed (pip install skfewrec[spark])")
+    pytest.importorskip("pyarrow", reason="pyarrow is not installed (pip install skfewrec[spark])")
+    reason = _java_missing()
+    if reason:
+        pytest.skip(reason)
+    # the workers must run this interpreter (it has skfewrec, numpy, pyarrow)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("skfewrec-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

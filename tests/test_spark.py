@@ -1,14 +1,12 @@
 """skfewrec.spark: Spark ALS import in Spark's convention, and scoring on Spark executors.
 
-A local Spark (``local[2]``) is started once for the module; tests that need it
-are skipped, with the reason, where pyspark or Java is missing.
+One local Spark (``local[2]``, the session fixture ``spark`` of tests/conftest.py)
+serves every test that needs it; they are skipped, with the reason, where pyspark
+or Java is missing.
 """
 
-import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,40 +22,6 @@ N_ITEMS = 60
 pytestmark = pytest.mark.filterwarnings(
     "ignore:PySpark does not yet fully support pandas:FutureWarning"
 )
-
-
-def _java_missing():
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").exists():
-        return None
-    if shutil.which("java"):
-        return None
-    return "Java is not installed (no java on PATH, no JAVA_HOME): Spark cannot start"
-
-
-@pytest.fixture(scope="module")
-def spark():
-    pytest.importorskip("pyspark", reason="pyspark is not installed (pip install skfewrec[spark])")
-    pytest.importorskip("pyarrow", reason="pyarrow is not installed (pip install skfewrec[spark])")
-    reason = _java_missing()
-    if reason:
-        pytest.skip(reason)
-    # the workers must run this interpreter (it has skfewrec, numpy, pyarrow)
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("skfewrec-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 def _frame(spark, X, user_offset=1000, item_ids=None, value=True):

@@ -1,10 +1,6 @@
 """skfewrec.spark.add_items_spark: new items from a Spark DataFrame, on a local Spark."""
 
 import copy
-import os
-import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,39 +13,6 @@ pytestmark = [
     pytest.mark.spark,
     pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
 ]
-
-
-def _java_missing():
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").exists():
-        return None
-    if shutil.which("java"):
-        return None
-    return "Java is not installed (no java on PATH, no JAVA_HOME): Spark cannot start"
-
-
-@pytest.fixture(scope="module")
-def spark():
-    pytest.importorskip("pyspark", reason="pyspark is not installed (pip install skfewrec[spark])")
-    pytest.importorskip("pyarrow", reason="pyarrow is not installed (pip install skfewrec[spark])")
-    reason = _java_missing()
-    if reason:
-        pytest.skip(reason)
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("skfewrec-tests-items")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")
